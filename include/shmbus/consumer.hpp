@@ -1,0 +1,73 @@
+// shmbus/consumer.hpp — reading one partition of a topic with an independent cursor.
+//
+// poll() hands up to `max_messages` committed messages to a handler and then
+// publishes the cursor once. On `block` topics messages are delivered in
+// place (zero-copy); on `overwrite` topics, and for data older than the
+// consumer's join, each frame is copied out and checked against the tail
+// before delivery, because a producer may be overwriting it.
+//
+// Results: Ok (count > 0), Empty, Lagged (see lost(); the cursor has moved
+// past the lost range), Corrupt (the frame at position() fails validation; the
+// cursor stays, seek() past it), Evicted (the cursor slot was taken away).
+//
+// Concurrency: a Consumer object belongs to one thread at a time. Any number
+// of consumers may read a partition; each sees every message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "shmbus/function_ref.hpp"
+#include "shmbus/message.hpp"
+#include "shmbus/options.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus {
+
+struct PollResult {
+  Status status = Status::Empty;
+  std::uint32_t count = 0;  // messages delivered before `status` ended the batch
+};
+
+// Positions [from, to) that producers overwrote before this consumer read them.
+struct LostRange {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+};
+
+using Handler = FunctionRef<void(const Message&)>;
+
+class Consumer {
+ public:
+  static Result<Consumer> open(std::string_view bus, std::string_view topic,
+                               const ConsumerOptions& options = {});
+  Consumer(Consumer&&) noexcept;
+  Consumer& operator=(Consumer&&) noexcept;
+  ~Consumer();  // frees the cursor slot
+
+  // Never waits. The handler must not keep the Message past its call; if it
+  // throws, the messages of this batch not yet delivered stay unread, and the
+  // one that threw is delivered again (at-least-once).
+  PollResult poll(Handler handler, std::uint32_t max_messages = 64);
+  // Waits with the consumer's WaitStrategy until at least one message is
+  // delivered, another status ends the batch, or `timeout` passes (Timeout).
+  PollResult poll_wait(Handler handler, std::uint32_t max_messages,
+                       std::chrono::nanoseconds timeout);
+
+  // Moves the cursor to `position`, which must be a frame boundary (a
+  // Message::position or a segment start) still in the ring.
+  Outcome seek(std::uint64_t position);
+  std::uint64_t position() const noexcept;
+  LostRange lost() const noexcept;  // the range of the last Lagged
+  std::uint32_t partition() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Consumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmbus

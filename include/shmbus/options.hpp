@@ -1,0 +1,62 @@
+// shmbus/options.hpp — what a topic, a producer and a consumer can be asked to be.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+namespace shmbus {
+
+// What a producer does when the ring is full of unread data.
+enum class Policy : std::uint8_t {
+  Block = 1,      // never overwrite a frame a registered consumer has not read
+  Overwrite = 2,  // never wait; a lapped consumer gets Status::Lagged
+};
+
+// How a consumer (or a producer on a full `block` ring) waits.
+enum class WaitStrategy : std::uint8_t {
+  BusySpin,   // lowest latency, burns a core
+  SpinYield,  // spin a little, then sched_yield(): for shared cores
+  Futex,      // spin a little, then sleep in the kernel until a producer wakes us
+};
+
+// Where a partition's memory lives (hwloc).
+struct Placement {
+  enum class Kind : std::uint8_t { Anywhere, Node, CallerNode };
+  Kind kind = Kind::Anywhere;
+  int node = -1;  // with Kind::Node
+};
+
+struct TopicOptions {
+  std::uint32_t partitions = 1;
+  std::uint64_t segment_bytes = 1u << 20;  // power of two, >= 4096
+  std::uint32_t segment_count = 4;         // power of two, >= 2
+  Policy policy = Policy::Block;
+  std::uint32_t frame_alignment = 64;  // power of two in [32, 4096]; 64 = one frame per line
+  std::uint32_t max_producers = 16;
+  std::uint32_t max_consumers = 16;
+  bool exclusive_producer = false;  // one producer at a time: no atomic read-modify-write
+  bool prefault = true;             // touch every page at creation
+  bool huge_pages = false;          // ask for transparent huge pages (madvise)
+  bool lock_memory = false;         // mlock the mapping
+  Placement placement{};
+  mode_t mode = 0640;  // never world-writable: the o+w bit is refused
+};
+
+struct ProducerOptions {
+  std::uint32_t partition = 0;
+  bool timestamps = true;  // stamp CLOCK_REALTIME in each frame (~25 ns here)
+  WaitStrategy wait = WaitStrategy::SpinYield;  // for the rare in-claim wait on `block`
+  bool prefault = true;
+};
+
+struct ConsumerOptions {
+  enum class Start : std::uint8_t { Latest, Earliest, Position };
+  std::uint32_t partition = 0;
+  Start start = Start::Latest;
+  std::uint64_t position = 0;  // with Start::Position: a frame boundary still in the ring
+  WaitStrategy wait = WaitStrategy::SpinYield;
+  bool prefault = true;
+};
+
+}  // namespace shmbus

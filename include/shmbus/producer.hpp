@@ -1,0 +1,65 @@
+// shmbus/producer.hpp — publishing into one partition of a topic.
+//
+// Two ways to publish:
+//   offer(bytes)                      copies the payload into the ring;
+//   claim(n) / commit() / abort()     zero-copy: write straight into the ring,
+//                                     then publish (abort turns the space into padding).
+// On a `block` topic both return Status::Full while the slowest consumer is a
+// whole ring behind; retry (or wait) and try again. On an `overwrite` topic
+// they never wait.
+//
+// Concurrency: one Producer object belongs to one thread at a time. Any number
+// of Producer objects, in any threads and processes, may publish to the same
+// partition concurrently unless the topic is `exclusive_producer`, where one
+// producer at a time may attach.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "shmbus/message.hpp"
+#include "shmbus/options.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus {
+
+// Space claimed in the ring; valid until commit() or abort().
+struct Claim {
+  std::span<std::byte> payload;
+  std::uint64_t position = 0;
+};
+
+class Producer {
+ public:
+  static Result<Producer> open(std::string_view bus, std::string_view topic,
+                               const ProducerOptions& options = {});
+  Producer(Producer&&) noexcept;
+  Producer& operator=(Producer&&) noexcept;
+  ~Producer();  // leaves the producer slot; an open claim is aborted
+
+  [[nodiscard]] Status offer(std::span<const std::byte> payload) noexcept;
+  [[nodiscard]] Status offer(std::span<const std::byte> payload, std::string_view key,
+                             std::span<const Property> properties = {}) noexcept;
+
+  // One claim may be open at a time per Producer.
+  [[nodiscard]] Status claim(std::size_t payload_bytes, Claim& out) noexcept;
+  [[nodiscard]] Status claim(std::size_t payload_bytes, std::string_view key,
+                             std::span<const Property> properties, Claim& out) noexcept;
+  [[nodiscard]] Status commit(Claim& claim) noexcept;
+  [[nodiscard]] Status abort(Claim& claim) noexcept;
+
+  // The largest payload a frame may carry (a frame never crosses a segment).
+  std::size_t max_payload() const noexcept;
+  std::uint32_t partition() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Producer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmbus

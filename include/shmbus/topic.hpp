@@ -1,0 +1,41 @@
+// shmbus/topic.hpp — create, describe and remove topics in a bus.
+//
+// A bus is a directory of shared-memory files (default /dev/shm/shmbus/<bus>,
+// mode 0750; SHMBUS_SHM_ROOT moves the root). A topic is `partitions`
+// partition logs in it. Until the daemon owns creation and authorization,
+// any process that may write the bus directory can create a topic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmbus/options.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus {
+
+struct PartitionInfo {
+  std::uint64_t tail = 0;  // next position a producer will claim
+  std::uint32_t producers = 0;
+  std::uint32_t consumers = 0;
+  std::vector<std::uint64_t> consumer_positions;  // of active consumers
+};
+
+struct TopicInfo {
+  std::string name;
+  TopicOptions options;  // as created (mode, prefault and the like are not recorded)
+  std::vector<PartitionInfo> partitions;
+};
+
+class Topic {
+ public:
+  // Fails if the topic exists or an option is out of range (the error names it).
+  static Outcome create(std::string_view bus, std::string_view topic, const TopicOptions& options);
+  static Result<TopicInfo> describe(std::string_view bus, std::string_view topic);
+  // Removes the topic's files; processes that mapped them keep their mappings.
+  static Outcome remove(std::string_view bus, std::string_view topic);
+};
+
+}  // namespace shmbus

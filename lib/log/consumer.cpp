@@ -1,0 +1,240 @@
+// Consumer: wait on the commit word of the next frame (layout.hpp, consumer column).
+#include "shmbus/consumer.hpp"
+
+#include <cstring>
+#include <vector>
+
+#include "log/ring.hpp"
+#include "log/spin.hpp"
+#include "shm/futex.hpp"
+#include "shm/process.hpp"
+
+namespace shmbus {
+
+using log::atomic;
+using log::FrameHeader;
+using log::FrameType;
+using log::SlotState;
+
+struct Consumer::Impl {
+  log::Ring ring;
+  log::CursorSlot* slot = nullptr;
+  std::uint64_t slot_control = 0;
+  ConsumerOptions options;
+  std::uint64_t position = 0;   // next frame to read
+  std::uint64_t published = 0;  // last value stored in slot->position
+  // Positions >= safe_from are never overwritten under us (`block` join
+  // protocol); below it, and always on `overwrite`, frames are copied and
+  // validated against the tail.
+  std::uint64_t safe_from = 0;
+  LostRange lost{};
+  std::vector<std::byte> copy;  // one segment: the largest frame body
+
+  ~Impl() {
+    if (slot == nullptr) return;
+    std::uint64_t c = slot_control;
+    atomic(slot->control)
+        .compare_exchange_strong(c, log::make_control(SlotState::Free, log::generation_of(c)),
+                                 std::memory_order_acq_rel);
+  }
+
+  bool copying(std::uint64_t p) const noexcept {
+    return ring.policy() == Policy::Overwrite || p < safe_from;
+  }
+  // True when producers may have overwritten the frame at p (they advance the
+  // tail before writing, so a tail more than a ring ahead proves it).
+  bool overrun(std::uint64_t p) const noexcept {
+    return ring.tail().load(std::memory_order_acquire) > p + ring.capacity();
+  }
+  Status lagged(std::uint64_t p) noexcept {
+    const std::uint64_t rejoin = ring.oldest_intact(ring.tail().load(std::memory_order_acquire));
+    lost = {p, rejoin > p ? rejoin : p};
+    position = lost.to;
+    return Status::Lagged;
+  }
+
+  void publish_cursor() noexcept {
+    if (position == published) return;
+    atomic(slot->position).store(position, std::memory_order_release);  // SYNC POINT: producer's min_active_cursor
+    published = position;
+  }
+
+  bool ready(std::uint64_t p) const noexcept {
+    return atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst) ==
+           ring.commit_word(p);
+  }
+
+  PollResult poll(Handler handler, std::uint32_t max) {
+    if (atomic(slot->control).load(std::memory_order_relaxed) != slot_control)
+      return {Status::Evicted, 0};
+    PollResult r{Status::Empty, 0};
+    while (r.count < max) {
+      const std::uint64_t p = position;
+      FrameHeader* f = ring.frame_at(p);
+      if (atomic(f->commit).load(std::memory_order_acquire) != ring.commit_word(p)) {
+        // Not ready here. Only a reader that can be lapped looks at the tail.
+        if (copying(p) && overrun(p)) r.status = lagged(p);
+        break;
+      }
+      FrameHeader h;
+      std::memcpy(&h, f, sizeof h);
+      const std::uint64_t room = ring.segment_left(p) - sizeof(FrameHeader);
+      const bool copy = copying(p);
+      if (h.length > room) {
+        r.status = copy && overrun(p) ? lagged(p) : Status::Corrupt;
+        break;
+      }
+      const auto* body = reinterpret_cast<const std::byte*>(f + 1);
+      if (copy) {
+        if (h.type == FrameType::Data) std::memcpy(copy_buffer(), body, h.length);
+        // Seqlock read side: the copy's loads before the tail load.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (overrun(p)) {
+          r.status = lagged(p);
+          break;
+        }
+        body = copy_buffer();
+      }
+      const std::uint64_t next = p + ring.frame_bytes(h.length);
+      if (h.type == FrameType::Pad) {
+        position = next;
+        continue;
+      }
+      Message m;
+      if (h.type != FrameType::Data ||
+          ring.decode(h, p, body, h.length, copy ? nullptr : copy_buffer(), m) != Status::Ok) {
+        r.status = Status::Corrupt;
+        break;
+      }
+      handler(m);
+      position = next;
+      ++r.count;
+    }
+    publish_cursor();
+    if (r.count > 0 && r.status == Status::Empty) r.status = Status::Ok;
+    return r;
+  }
+
+  // Copied frame bodies, and the properties of in-place frames (copied so
+  // that a writer cannot change their lengths under the reader).
+  std::byte* copy_buffer() noexcept { return copy.data(); }
+
+  PollResult poll_wait(Handler handler, std::uint32_t max, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    log::Backoff backoff(options.wait);
+    for (;;) {
+      PollResult r = poll(handler, max);
+      if (r.status != Status::Empty) return r;
+      if (options.wait == WaitStrategy::Futex && backoff.spun_out()) {
+        sleep_until_commit(deadline);
+      } else {
+        backoff.pause();
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        r = poll(handler, max);
+        return r.status == Status::Empty ? PollResult{Status::Timeout, 0} : r;
+      }
+    }
+  }
+
+  // The futex half of WaitStrategy::Futex; see Ring::publish for the pairing.
+  void sleep_until_commit(std::chrono::steady_clock::time_point deadline) noexcept {
+    log::CursorHeader* h = ring.cursor_header();
+    atomic(h->waiters).fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t seq = atomic(h->wake_seq).load(std::memory_order_seq_cst);
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (!ready(position) && !(copying(position) && overrun(position)) && left.count() > 0)
+      shm::futex_wait(&h->wake_seq, seq, left);
+    atomic(h->waiters).fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  Outcome seek(std::uint64_t q) {
+    if (q % ring.alignment() != 0)
+      return Error{EINVAL, "seek to " + std::to_string(q) + " on " + ring.name() +
+                               ": not a multiple of the frame alignment " +
+                               std::to_string(ring.alignment())};
+    // Publish first, then read the tail: the join protocol of layout.hpp.
+    atomic(slot->position).store(q, std::memory_order_seq_cst);
+    const std::uint64_t t = ring.tail().load(std::memory_order_seq_cst);
+    if (q > t || q < ring.oldest_intact(t)) {
+      atomic(slot->position).store(published, std::memory_order_release);
+      return Error{ERANGE, "seek to " + std::to_string(q) + " on " + ring.name() +
+                               ": outside the ring, which holds [" +
+                               std::to_string(ring.oldest_intact(t)) + ", " + std::to_string(t) +
+                               ")"};
+    }
+    position = published = q;
+    if (t > safe_from) safe_from = t;
+    return Done{};
+  }
+};
+
+Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
+                                const ConsumerOptions& options) {
+  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  auto ring = log::Ring::open(shm::bus_directory(bus), topic, options.partition, false,
+                              options.prefault);
+  if (!ring) return ring.error();
+  auto impl = std::make_unique<Impl>();
+  impl->ring = std::move(ring).value();
+  impl->options = options;
+  log::Ring& r = impl->ring;
+  impl->copy.assign(r.segment_bytes(), std::byte{0});  // touched now: no page faults later
+
+  // Join: take a free slot (Joining hides it from producers), fill it, make it
+  // Active (seq_cst), then read the tail as T_join.
+  const shm::ProcessId me = shm::self();
+  const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < r.max_consumers() && impl->slot == nullptr; ++i) {
+    log::CursorSlot& s = r.cursor_slot(i);
+    std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+    if (log::state_of(c) != SlotState::Free) continue;
+    const std::uint64_t gen = log::generation_of(c) + 1;
+    if (!atomic(s.control).compare_exchange_strong(c, log::make_control(SlotState::Joining, gen),
+                                                   std::memory_order_acq_rel))
+      continue;
+    atomic(s.pid).store(me.pid, std::memory_order_relaxed);
+    atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+    atomic(s.position).store(t0, std::memory_order_relaxed);
+    impl->slot_control = log::make_control(SlotState::Active, gen);
+    atomic(s.control).store(impl->slot_control, std::memory_order_seq_cst);
+    impl->slot = &s;
+  }
+  if (impl->slot == nullptr)
+    return Error{EBUSY, "topic partition " + r.name() + " has all " +
+                            std::to_string(r.max_consumers()) +
+                            " consumer slots taken (raise max_consumers)"};
+  const std::uint64_t t_join = r.tail().load(std::memory_order_seq_cst);
+  impl->safe_from = t_join;
+  impl->published = t0;
+  switch (options.start) {
+    case ConsumerOptions::Start::Latest: impl->position = t0; break;
+    case ConsumerOptions::Start::Earliest: impl->position = r.oldest_intact(t_join); break;
+    case ConsumerOptions::Start::Position: {
+      impl->position = t0;
+      if (auto ok = impl->seek(options.position); !ok) return ok.error();
+      break;
+    }
+  }
+  impl->publish_cursor();
+  return Consumer(std::move(impl));
+}
+
+Consumer::Consumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+Consumer::~Consumer() = default;
+
+PollResult Consumer::poll(Handler handler, std::uint32_t max_messages) {
+  return impl_->poll(handler, max_messages);
+}
+PollResult Consumer::poll_wait(Handler handler, std::uint32_t max_messages,
+                               std::chrono::nanoseconds timeout) {
+  return impl_->poll_wait(handler, max_messages, timeout);
+}
+Outcome Consumer::seek(std::uint64_t position) { return impl_->seek(position); }
+std::uint64_t Consumer::position() const noexcept { return impl_->position; }
+LostRange Consumer::lost() const noexcept { return impl_->lost; }
+std::uint32_t Consumer::partition() const noexcept { return impl_->options.partition; }
+
+}  // namespace shmbus

@@ -1,0 +1,176 @@
+// lib/log/layout.hpp — the bytes of a partition in shared memory, and the
+// protocol that producers and consumers follow on them. Every other file in
+// lib/log implements what this header fixes.
+//
+// A partition is two files in the bus directory:
+//
+//   <topic>.<p>.log   the ring: mapped read-write by producers, read-only by consumers
+//   <topic>.<p>.cur   the cursor slots: read-write for both (consumers publish
+//                     their positions; producers read them for back-pressure)
+//
+// Ring file                                  Cursor file
+//   0    FileHeader (64)                       0    FileHeader (64)
+//   64   RingConfig (64), written at creation  64   CursorConfig (64)
+//   256  tail        u64  (own 128-byte pair)  128  waiters u32, wake_seq u32 (futex)
+//   384  ProducerSlot x max_producers (128 B)  256  CursorSlot x max_consumers (128 B)
+//   data_offset (4096-aligned): segment_count x segment_bytes of frames
+//
+// Positions are logical byte offsets that only grow; position p lives at ring
+// offset p & (capacity - 1). Frames are aligned to frame_alignment (>= 32)
+// and never cross a segment end, so every segment starts with a frame.
+//
+// Frame:
+//   0   commit     u64  p ^ salt; stored LAST, with release order
+//   8   length     u32  body bytes after this header (before padding)
+//   12  type       u16  Data | Pad
+//   14  flags      u16  HasKey | HasProperties
+//   16  timestamp  i64  CLOCK_REALTIME ns at publish (0 when disabled)
+//   24  body: [u16 key_len, key] [u32 props_len, props] payload
+//
+// The commit word is the position XOR a per-ring odd random salt. A zeroed
+// ring never looks committed (p is even, the salt odd), an old lap's frame
+// carries another position, and stale payload bytes match only by a 2^-64
+// accident; so segments need no zeroing before reuse.
+//
+// Who writes which word, in which order:
+//
+//   producer                                   consumer at position p
+//   --------                                   ----------------------
+//   1 claim: p = tail.fetch_add(n)             1 c = commit(p).load(acquire)
+//     (exclusive: local p; tail.store(p+n))       c == p^salt: frame ready (one line)
+//     release fence: tail before any byte         else "not ready here": only now read
+//   2 block: wait until p+n-capacity <=              tail to tell "unwritten" from "lapped"
+//     min(active cursors) (cached)             2 read length/type/flags/body
+//   3 write length, type, flags, ts, body      3 overwrite or p < safe_from: copy out,
+//   4 commit(p).store(p^salt, release)           acquire fence, reload tail; tail >
+//     SYNC POINT with consumer step 1              p + capacity means the copy may be torn
+//   5 seq_cst fence; if waiters: wake          4 cursor.store(p_next, release) per batch
+//                                                SYNC POINT with producer step 2
+//
+// Back-pressure (`block`): a producer may write [p, p+n) only when
+// p + n - capacity <= G, G the minimum position of ACTIVE cursors. G is cached
+// per producer and recomputed (after a seq_cst fence) only when a claim would
+// pass it; with no active cursor, G = the claim's end (nobody to wait for).
+// A consumer joins by storing its cursor, making it ACTIVE (seq_cst), then
+// reading tail as T_join. A producer's cached G was computed from a tail value
+// <= T_join, or its recomputation saw the new cursor; either way, positions >=
+// T_join can never be overwritten under the consumer, which reads them in
+// place (zero-copy). Positions below T_join it reads copy-and-validate.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "shm/file.hpp"
+
+namespace shmbus::log {
+
+using shm::kFalseSharingRange;
+
+enum class FrameType : std::uint16_t { Data = 1, Pad = 2 };
+enum FrameFlags : std::uint16_t { kHasKey = 1, kHasProperties = 2, kKnownFlags = 3 };
+
+struct FrameHeader {
+  std::uint64_t commit;
+  std::uint32_t length;
+  FrameType type;
+  std::uint16_t flags;
+  std::int64_t timestamp;
+};
+static_assert(sizeof(FrameHeader) == 24);
+static_assert(offsetof(FrameHeader, length) == 8);
+static_assert(offsetof(FrameHeader, type) == 12);
+static_assert(offsetof(FrameHeader, flags) == 14);
+static_assert(offsetof(FrameHeader, timestamp) == 16);
+inline constexpr std::uint32_t kMinFrameAlignment = 32;  // a PAD header always fits
+static_assert(kMinFrameAlignment >= sizeof(FrameHeader));
+
+struct RingConfig {
+  std::uint64_t segment_bytes;
+  std::uint64_t capacity;  // segment_bytes * segment_count
+  std::uint64_t salt;      // odd
+  std::uint64_t data_offset;
+  std::uint32_t segment_count;
+  std::uint32_t frame_alignment;
+  std::uint32_t max_producers;
+  std::uint32_t partition;
+  std::uint32_t partitions;
+  std::uint8_t policy;     // shmbus::Policy
+  std::uint8_t exclusive;  // 1: one producer, no read-modify-write on tail
+  std::uint8_t reserved[6];
+};
+static_assert(sizeof(RingConfig) == 64);
+
+// Slot states; a slot's control word is state | generation << 8, so a
+// compare-and-swap on it cannot confuse a slot's old owner with its new one.
+enum class SlotState : std::uint8_t { Free = 0, Joining = 1, Active = 2, Evicted = 3 };
+inline constexpr SlotState state_of(std::uint64_t control) {
+  return static_cast<SlotState>(control & 0xff);
+}
+inline constexpr std::uint64_t make_control(SlotState s, std::uint64_t generation) {
+  return generation << 8 | static_cast<std::uint64_t>(s);
+}
+inline constexpr std::uint64_t generation_of(std::uint64_t control) { return control >> 8; }
+
+// A producer's registration and its open claim, so that whoever finds the
+// producer dead can pad over [claim_position, claim_position + claim_bytes).
+struct alignas(kFalseSharingRange) ProducerSlot {
+  std::uint64_t control;         // CAS by producers joining / leaving
+  std::uint32_t pid;
+  std::uint32_t reserved0;
+  std::uint64_t start_time;
+  std::uint64_t claim_position;  // producer-only, relaxed: read only after the owner died
+  std::uint64_t claim_bytes;     // 0 = no open claim
+};
+static_assert(sizeof(ProducerSlot) == 128);
+static_assert(offsetof(ProducerSlot, claim_position) == 24);
+
+struct alignas(kFalseSharingRange) RingHeader {
+  shm::FileHeader file;  // 0
+  RingConfig config;     // 64
+  std::uint8_t pad0[128];
+  alignas(kFalseSharingRange) std::uint64_t tail;  // 256: next position to claim
+  std::uint8_t pad1[120];
+  // 384: ProducerSlot[max_producers]
+};
+static_assert(offsetof(RingHeader, config) == 64);
+static_assert(offsetof(RingHeader, tail) == 256);
+static_assert(sizeof(RingHeader) == 384);
+
+struct CursorConfig {
+  std::uint32_t max_consumers;
+  std::uint32_t partition;
+  std::uint8_t reserved[56];
+};
+static_assert(sizeof(CursorConfig) == 64);
+
+struct alignas(kFalseSharingRange) CursorSlot {
+  std::uint64_t position;  // consumer: store release per batch; producers: load acquire
+  std::uint64_t control;   // SlotState | generation; CAS
+  std::uint32_t pid;
+  std::uint32_t reserved0;
+  std::uint64_t start_time;
+};
+static_assert(sizeof(CursorSlot) == 128);
+
+struct alignas(kFalseSharingRange) CursorHeader {
+  shm::FileHeader file;  // 0
+  CursorConfig config;   // 64
+  alignas(kFalseSharingRange) std::uint32_t waiters;  // 128: consumers asleep on wake_seq
+  std::uint32_t wake_seq;                             // 132: bumped by a producer that wakes
+  std::uint8_t pad[120];
+  // 256: CursorSlot[max_consumers]
+};
+static_assert(offsetof(CursorHeader, waiters) == 128);
+static_assert(offsetof(CursorHeader, wake_seq) == 132);
+static_assert(sizeof(CursorHeader) == 256);
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);
+
+inline constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+
+}  // namespace shmbus::log

@@ -1,0 +1,277 @@
+// Producer: claim, write, commit (layout.hpp, producer column).
+#include "shmbus/producer.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <chrono>
+#include <cstring>
+#include <limits>
+
+#include "log/ring.hpp"
+#include "log/spin.hpp"
+#include "shm/file.hpp"
+#include "shm/process.hpp"
+
+namespace shmbus {
+
+using log::atomic;
+using log::FrameHeader;
+using log::FrameType;
+using log::SlotState;
+
+struct Producer::Impl {
+  log::Ring ring;
+  log::ProducerSlot* slot = nullptr;
+  std::uint64_t slot_control = 0;
+  ProducerOptions options;
+  bool block = false;
+  bool exclusive = false;
+  // `block`: a claim whose end is <= gating_limit may go without looking at
+  // the cursors (gating_limit = cached minimum cursor + capacity).
+  std::uint64_t gating_limit = 0;
+  std::uint64_t local_tail = 0;  // exclusive producers only
+  std::uint64_t open_claim = kNoClaim;
+  std::chrono::steady_clock::time_point next_reap{};
+
+  static constexpr std::uint64_t kNoClaim = std::numeric_limits<std::uint64_t>::max();
+
+  ~Impl() {
+    if (slot == nullptr) return;
+    if (open_claim != kNoClaim) {
+      FrameHeader* f = ring.frame_at(open_claim);
+      f->type = FrameType::Pad;
+      f->flags = 0;
+      ring.publish(f, open_claim);
+    }
+    atomic(slot->claim_bytes).store(0, std::memory_order_relaxed);
+    atomic(slot->control)
+        .store(log::make_control(SlotState::Free, log::generation_of(slot_control)),
+               std::memory_order_release);
+  }
+
+  // Recomputes the cached gating limit; true when [.., end) may be written.
+  bool has_room(std::uint64_t end, std::uint64_t tail_seen) noexcept {
+    gating_limit = ring.min_active_cursor(tail_seen) + ring.capacity();
+    if (end <= gating_limit) return true;
+    // Blocked: a dead consumer must not hold us forever. Checking liveness
+    // reads /proc, so do it at most once a millisecond.
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next_reap) {
+      next_reap = now + std::chrono::milliseconds(1);
+      if (ring.reap_dead_consumers(end - ring.capacity()) > 0) {
+        gating_limit = ring.min_active_cursor(tail_seen) + ring.capacity();
+        return end <= gating_limit;
+      }
+    }
+    return false;
+  }
+
+  // Multi-producer, `block`: the claim [.., end) is ours already; wait for room.
+  void wait_for_room(std::uint64_t end) noexcept {
+    log::Backoff backoff(options.wait);
+    while (!has_room(end, end)) backoff.pause();
+  }
+
+  // Claims `n` bytes (a multiple of the alignment) that do not cross a
+  // segment end. Returns the position, or Full.
+  Status acquire(std::uint64_t n, std::uint64_t& position) noexcept {
+    auto tail = ring.tail();
+    for (;;) {
+      if (exclusive) {
+        const std::uint64_t p = local_tail;
+        const std::uint64_t left = ring.segment_left(p);
+        const std::uint64_t take = n <= left ? n : left;  // pad to the segment end first
+        if (block && p + take > gating_limit && !has_room(p + take, p)) return Status::Full;
+        local_tail = p + take;
+        // Advance the tail before writing a byte: overwrite readers check it after copying.
+        tail.store(local_tail, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+        if (take != n) {
+          ring.write_pad(p, take);
+          continue;
+        }
+        note_claim(p, n);
+        position = p;
+        return Status::Ok;
+      }
+      if (block) {
+        // A pre-check, so that Full costs nothing irrevocable. Another
+        // producer may still claim in between; then wait_for_room waits briefly.
+        const std::uint64_t t = tail.load(std::memory_order_relaxed);
+        if (t + n > gating_limit && !has_room(t + n, t)) return Status::Full;
+      }
+      // The claim: one fetch_add. seq_cst also orders it before our payload
+      // stores (overwrite readers) and before the cursor loads in has_room().
+      const std::uint64_t p = tail.fetch_add(n, std::memory_order_seq_cst);
+      note_claim(p, n);
+      if (block && p + n > gating_limit) wait_for_room(p + n);
+      const std::uint64_t left = ring.segment_left(p);
+      if (n > left) {
+        // Crossed a segment end: pad both pieces and claim again.
+        ring.write_pad(p, left);
+        ring.write_pad(p + left, n - left);
+        continue;
+      }
+      position = p;
+      return Status::Ok;
+    }
+  }
+
+  // Records the open claim so that a reaper can pad it if we die.
+  void note_claim(std::uint64_t p, std::uint64_t n) noexcept {
+    atomic(slot->claim_position).store(p, std::memory_order_relaxed);
+    atomic(slot->claim_bytes).store(n, std::memory_order_relaxed);
+  }
+
+  Status claim(std::size_t payload, std::string_view key, std::span<const Property> props,
+               Claim& out) noexcept {
+    if (open_claim != kNoClaim) return Status::Invalid;
+    std::uint64_t body = payload;
+    std::uint16_t flags = 0;
+    if (!key.empty()) {
+      if (key.size() > 0xffff) return Status::TooLarge;
+      body += 2 + key.size();
+      flags |= log::kHasKey;
+    }
+    std::uint64_t props_bytes = 0;
+    if (!props.empty()) {
+      if (props.size() > 0xffff) return Status::TooLarge;
+      props_bytes = 2;
+      for (const Property& pr : props) {
+        if (pr.name.size() > 0xffff || pr.value.size() > 0xffff) return Status::TooLarge;
+        props_bytes += 4 + pr.name.size() + pr.value.size();
+      }
+      body += 4 + props_bytes;
+      flags |= log::kHasProperties;
+    }
+    if (body > ring.max_body()) return Status::TooLarge;
+    std::uint64_t p = 0;
+    if (Status s = acquire(ring.frame_bytes(body), p); s != Status::Ok) return s;
+
+    FrameHeader* f = ring.frame_at(p);
+    f->length = static_cast<std::uint32_t>(body);
+    f->type = FrameType::Data;
+    f->flags = flags;
+    f->timestamp = options.timestamps ? now_ns() : 0;
+    auto* at = reinterpret_cast<std::byte*>(f + 1);
+    if (!key.empty()) {
+      auto n = static_cast<std::uint16_t>(key.size());
+      std::memcpy(at, &n, 2);
+      std::memcpy(at + 2, key.data(), n);
+      at += 2 + n;
+    }
+    if (!props.empty()) {
+      auto n = static_cast<std::uint32_t>(props_bytes);
+      auto count = static_cast<std::uint16_t>(props.size());
+      std::memcpy(at, &n, 4);
+      std::memcpy(at + 4, &count, 2);
+      at += 6;
+      for (const Property& pr : props) {
+        auto kl = static_cast<std::uint16_t>(pr.name.size());
+        auto vl = static_cast<std::uint16_t>(pr.value.size());
+        std::memcpy(at, &kl, 2);
+        std::memcpy(at + 2, &vl, 2);
+        std::memcpy(at + 4, pr.name.data(), kl);
+        std::memcpy(at + 4 + kl, pr.value.data(), vl);
+        at += 4 + kl + vl;
+      }
+    }
+    out.payload = {at, payload};
+    out.position = p;
+    open_claim = p;
+    return Status::Ok;
+  }
+
+  Status finish(Claim& c, bool keep) noexcept {
+    if (open_claim == kNoClaim || c.position != open_claim) return Status::Invalid;
+    FrameHeader* f = ring.frame_at(c.position);
+    if (!keep) {
+      f->type = FrameType::Pad;
+      f->flags = 0;
+    }
+    ring.publish(f, c.position);
+    atomic(slot->claim_bytes).store(0, std::memory_order_relaxed);
+    open_claim = kNoClaim;
+    c = Claim{};
+    return Status::Ok;
+  }
+
+  static std::int64_t now_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+  }
+};
+
+Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
+                                const ProducerOptions& options) {
+  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  auto ring = log::Ring::open(shm::bus_directory(bus), topic, options.partition, true,
+                              options.prefault);
+  if (!ring) return ring.error();
+  auto impl = std::make_unique<Impl>();
+  impl->ring = std::move(ring).value();
+  impl->options = options;
+  impl->block = impl->ring.policy() == Policy::Block;
+  impl->exclusive = impl->ring.exclusive();
+  log::Ring& r = impl->ring;
+  r.reap_dead_producers();  // pads what crashed producers left open
+
+  const shm::ProcessId me = shm::self();
+  for (std::uint32_t i = 0; i < r.max_producers() && impl->slot == nullptr; ++i) {
+    log::ProducerSlot& s = r.producer_slot(i);
+    std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+    if (impl->exclusive && log::state_of(c) != SlotState::Free)
+      return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " +
+                              std::to_string(atomic(s.pid).load(std::memory_order_relaxed)) +
+                              " holds it"};
+    if (log::state_of(c) != SlotState::Free) continue;
+    const std::uint64_t mine = log::make_control(SlotState::Active, log::generation_of(c) + 1);
+    if (!atomic(s.control).compare_exchange_strong(c, mine, std::memory_order_acq_rel)) continue;
+    atomic(s.pid).store(me.pid, std::memory_order_relaxed);
+    atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+    atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
+    impl->slot = &s;
+    impl->slot_control = mine;
+    if (impl->exclusive) break;
+  }
+  if (impl->slot == nullptr)
+    return Error{EBUSY, "topic partition " + r.name() + " has all " +
+                            std::to_string(r.max_producers()) +
+                            " producer slots taken (raise max_producers)"};
+  impl->local_tail = r.tail().load(std::memory_order_acquire);
+  return Producer(std::move(impl));
+}
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+Producer::~Producer() = default;
+
+Status Producer::offer(std::span<const std::byte> payload) noexcept {
+  return offer(payload, {}, {});
+}
+
+Status Producer::offer(std::span<const std::byte> payload, std::string_view key,
+                       std::span<const Property> properties) noexcept {
+  Claim c;
+  if (Status s = impl_->claim(payload.size(), key, properties, c); s != Status::Ok) return s;
+  if (!payload.empty()) std::memcpy(c.payload.data(), payload.data(), payload.size());
+  return impl_->finish(c, true);
+}
+
+Status Producer::claim(std::size_t payload_bytes, Claim& out) noexcept {
+  return impl_->claim(payload_bytes, {}, {}, out);
+}
+Status Producer::claim(std::size_t payload_bytes, std::string_view key,
+                       std::span<const Property> properties, Claim& out) noexcept {
+  return impl_->claim(payload_bytes, key, properties, out);
+}
+Status Producer::commit(Claim& claim) noexcept { return impl_->finish(claim, true); }
+Status Producer::abort(Claim& claim) noexcept { return impl_->finish(claim, false); }
+
+std::size_t Producer::max_payload() const noexcept { return impl_->ring.max_body(); }
+std::uint32_t Producer::partition() const noexcept { return impl_->options.partition; }
+
+}  // namespace shmbus

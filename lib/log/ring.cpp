@@ -1,0 +1,318 @@
+#include "log/ring.hpp"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+#include "shm/futex.hpp"
+#include "shm/placement.hpp"
+#include "shm/process.hpp"
+
+namespace shmbus::log {
+namespace {
+
+Error bad(const std::string& what) { return Error{EINVAL, what}; }
+
+Outcome check_options(const TopicOptions& o) {
+  auto pow2 = [](std::uint64_t v) { return std::has_single_bit(v); };
+  if (o.partitions < 1 || o.partitions > 1024)
+    return bad("partitions = " + std::to_string(o.partitions) + ": must be 1..1024");
+  if (!pow2(o.segment_bytes) || o.segment_bytes < 4096 || o.segment_bytes > (1ull << 30))
+    return bad("segment_bytes = " + std::to_string(o.segment_bytes) +
+               ": must be a power of two from 4096 to 1 GiB");
+  if (!pow2(o.segment_count) || o.segment_count < 2 || o.segment_count > 1024)
+    return bad("segment_count = " + std::to_string(o.segment_count) +
+               ": must be a power of two from 2 to 1024");
+  if (o.segment_bytes * o.segment_count > (1ull << 36))
+    return bad("segment_bytes x segment_count is over 64 GiB");
+  if (!pow2(o.frame_alignment) || o.frame_alignment < kMinFrameAlignment ||
+      o.frame_alignment > 4096)
+    return bad("frame_alignment = " + std::to_string(o.frame_alignment) +
+               ": must be a power of two from 32 to 4096");
+  if (o.max_producers < 1 || o.max_producers > 1024)
+    return bad("max_producers = " + std::to_string(o.max_producers) + ": must be 1..1024");
+  if (o.max_consumers < 1 || o.max_consumers > 1024)
+    return bad("max_consumers = " + std::to_string(o.max_consumers) + ": must be 1..1024");
+  if (o.policy != Policy::Block && o.policy != Policy::Overwrite) return bad("unknown policy");
+  return Done{};
+}
+
+std::uint64_t ring_data_offset(std::uint32_t max_producers) {
+  return align_up(sizeof(RingHeader) + std::uint64_t{max_producers} * sizeof(ProducerSlot), 4096);
+}
+
+std::uint64_t random_odd() {
+  std::uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) != sizeof v) v = 0x9e3779b97f4a7c15ull ^ shm::self().start_time;
+  return v | 1;
+}
+
+}  // namespace
+
+std::string ring_path(const std::string& dir, std::string_view topic, std::uint32_t partition) {
+  return dir + "/" + std::string(topic) + "." + std::to_string(partition) + ".log";
+}
+std::string cursor_path(const std::string& dir, std::string_view topic, std::uint32_t partition) {
+  return dir + "/" + std::string(topic) + "." + std::to_string(partition) + ".cur";
+}
+
+Outcome check_name(std::string_view what, std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 200 && name.front() != '.';
+  for (char c : name)
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-');
+  if (!ok)
+    return bad(std::string(what) + " name '" + std::string(name) +
+               "' is invalid: use 1..200 of [A-Za-z0-9._-], not starting with '.'");
+  return Done{};
+}
+
+Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32_t partition,
+                     const TopicOptions& o) {
+  if (auto ok = check_options(o); !ok) return ok.error();
+  const std::uint64_t data_offset = ring_data_offset(o.max_producers);
+  const std::uint64_t capacity = o.segment_bytes * o.segment_count;
+  int node = -1;
+  if (o.placement.kind != Placement::Kind::Anywhere) {
+    auto topo = shm::Topology::host();
+    if (!topo) return topo.error();
+    auto chosen = topo->choose_node(o.placement, sched_getcpu());
+    if (!chosen) return chosen.error();
+    node = *chosen;
+  }
+  shm::MapOptions map{.writable = true, .prefault = o.prefault, .huge_pages = o.huge_pages,
+                      .lock = o.lock_memory};
+  auto ring = shm::create_file(
+      ring_path(dir, topic, partition), shm::FileKind::Ring, data_offset + capacity,
+      static_cast<std::uint32_t>(data_offset), o.mode, map, [&](std::byte* base) {
+        auto* h = reinterpret_cast<RingHeader*>(base);
+        h->config = RingConfig{
+            .segment_bytes = o.segment_bytes,
+            .capacity = capacity,
+            .salt = random_odd(),
+            .data_offset = data_offset,
+            .segment_count = o.segment_count,
+            .frame_alignment = o.frame_alignment,
+            .max_producers = o.max_producers,
+            .partition = partition,
+            .partitions = o.partitions,
+            .policy = static_cast<std::uint8_t>(o.policy),
+            .exclusive = static_cast<std::uint8_t>(o.exclusive_producer ? 1 : 0),
+            .reserved = {},
+        };
+      });
+  if (!ring) return ring.error();
+  if (node >= 0) {
+    auto topo = shm::Topology::host();
+    if (!topo) return topo.error();
+    if (auto bound = topo->bind_memory(ring->data(), ring->size(), node); !bound)
+      return bound.error();
+  }
+  const std::uint64_t cursor_bytes =
+      align_up(sizeof(CursorHeader) + std::uint64_t{o.max_consumers} * sizeof(CursorSlot), 4096);
+  auto cur = shm::create_file(cursor_path(dir, topic, partition), shm::FileKind::Cursors,
+                              cursor_bytes, sizeof(CursorHeader), o.mode,
+                              shm::MapOptions{.writable = true}, [&](std::byte* base) {
+                                auto* h = reinterpret_cast<CursorHeader*>(base);
+                                h->config.max_consumers = o.max_consumers;
+                                h->config.partition = partition;
+                              });
+  if (!cur) {
+    (void)shm::remove_file(ring_path(dir, topic, partition));
+    return cur.error();
+  }
+  return Done{};
+}
+
+Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uint32_t partition,
+                        bool writable_log, bool prefault) {
+  if (auto ok = check_name("topic", topic); !ok) return ok.error();
+  const std::string rpath = ring_path(dir, topic, partition);
+  auto log = shm::open_file(rpath, shm::FileKind::Ring,
+                            {.writable = writable_log, .prefault = prefault});
+  if (!log) return log.error();
+  // Cursor slots are written by consumers and producers alike (see layout.hpp).
+  const std::string cpath = cursor_path(dir, topic, partition);
+  auto cur = shm::open_file(cpath, shm::FileKind::Cursors, {.writable = true, .prefault = true});
+  if (!cur) return cur.error();
+
+  // Copy the geometry out of shared memory once, then check the copy.
+  RingConfig c{};
+  std::memcpy(&c, log->data() + offsetof(RingHeader, config), sizeof c);
+  CursorConfig cc{};
+  std::memcpy(&cc, cur->data() + offsetof(CursorHeader, config), sizeof cc);
+  auto damaged = [&](const std::string& path, const std::string& why) {
+    return Error{EPROTO, path + " is damaged: " + why};
+  };
+  TopicOptions as_options;
+  as_options.partitions = c.partitions;
+  as_options.segment_bytes = c.segment_bytes;
+  as_options.segment_count = c.segment_count;
+  as_options.frame_alignment = c.frame_alignment;
+  as_options.max_producers = c.max_producers;
+  as_options.max_consumers = cc.max_consumers;
+  as_options.policy = static_cast<Policy>(c.policy);
+  if (auto ok = check_options(as_options); !ok) return damaged(rpath, ok.error().message);
+  if (c.capacity != c.segment_bytes * c.segment_count) return damaged(rpath, "capacity mismatch");
+  if (c.data_offset != ring_data_offset(c.max_producers) ||
+      c.data_offset + c.capacity != log->size())
+    return damaged(rpath, "data offset or size mismatch");
+  if ((c.salt & 1) == 0) return damaged(rpath, "salt is even");
+  if (c.partition != partition || c.partitions <= partition)
+    return damaged(rpath, "partition number mismatch");
+  if (cc.partition != partition ||
+      sizeof(CursorHeader) + std::uint64_t{cc.max_consumers} * sizeof(CursorSlot) > cur->size())
+    return damaged(cpath, "slot table does not fit the file");
+
+  Ring r;
+  r.data_ = log->data() + c.data_offset;
+  r.capacity_ = c.capacity;
+  r.segment_bytes_ = c.segment_bytes;
+  r.salt_ = c.salt;
+  r.alignment_ = c.frame_alignment;
+  r.max_producers_ = c.max_producers;
+  r.max_consumers_ = cc.max_consumers;
+  r.partitions_ = c.partitions;
+  r.policy_ = static_cast<Policy>(c.policy);
+  r.exclusive_ = c.exclusive != 0;
+  r.name_ = std::string(topic) + "." + std::to_string(partition);
+  r.log_ = std::move(log).value();
+  r.cursors_ = std::move(cur).value();
+  return r;
+}
+
+void Ring::wake() const noexcept {
+  atomic(cursor_header()->wake_seq).fetch_add(1, std::memory_order_release);
+  shm::futex_wake_all(&cursor_header()->wake_seq);
+}
+
+void Ring::write_pad(std::uint64_t p, std::uint64_t bytes) const noexcept {
+  FrameHeader* f = frame_at(p);
+  f->length = static_cast<std::uint32_t>(bytes - sizeof(FrameHeader));
+  f->type = FrameType::Pad;
+  f->flags = 0;
+  f->timestamp = 0;
+  publish(f, p);
+}
+
+std::uint64_t Ring::min_active_cursor(std::uint64_t tail_seen) const noexcept {
+  // Pairs with the seq_cst store of ACTIVE + load of tail in Consumer::open
+  // (the join protocol in layout.hpp).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::uint64_t g = tail_seen;
+  for (std::uint32_t i = 0; i < max_consumers_; ++i) {
+    CursorSlot& s = cursor_slot(i);
+    if (state_of(atomic(s.control).load(std::memory_order_acquire)) != SlotState::Active) continue;
+    g = std::min(g, atomic(s.position).load(std::memory_order_acquire));  // SYNC POINT: consumer's release store per batch
+  }
+  return g;
+}
+
+std::uint32_t Ring::reap_dead_consumers(std::uint64_t below) const noexcept {
+  std::uint32_t freed = 0;
+  for (std::uint32_t i = 0; i < max_consumers_; ++i) {
+    CursorSlot& s = cursor_slot(i);
+    std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+    if (state_of(c) != SlotState::Active) continue;
+    if (atomic(s.position).load(std::memory_order_acquire) >= below) continue;
+    shm::ProcessId owner{atomic(s.pid).load(std::memory_order_relaxed),
+                         atomic(s.start_time).load(std::memory_order_relaxed)};
+    if (shm::alive(owner)) continue;
+    // The CAS on the whole control word fails if the slot changed owner meanwhile.
+    if (atomic(s.control).compare_exchange_strong(
+            c, make_control(SlotState::Free, generation_of(c)), std::memory_order_acq_rel))
+      ++freed;
+  }
+  return freed;
+}
+
+std::uint32_t Ring::reap_dead_producers() const noexcept {
+  std::uint32_t freed = 0;
+  for (std::uint32_t i = 0; i < max_producers_; ++i) {
+    ProducerSlot& s = producer_slot(i);
+    std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+    if (state_of(c) != SlotState::Active) continue;
+    if (shm::alive({atomic(s.pid).load(std::memory_order_relaxed),
+                    atomic(s.start_time).load(std::memory_order_relaxed)}))
+      continue;
+    if (!atomic(s.control).compare_exchange_strong(c, make_control(SlotState::Joining, generation_of(c)),
+                                                   std::memory_order_acq_rel))
+      continue;  // somebody else is reaping it
+    // Pad what the dead producer left uncommitted in its open claim; a part it
+    // committed already (a frame or a boundary PAD) is skipped, not overwritten.
+    std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
+    const std::uint64_t end = p + atomic(s.claim_bytes).load(std::memory_order_relaxed);
+    while (p < end && end - p <= segment_bytes_ * 2) {
+      FrameHeader* f = frame_at(p);
+      if (atomic(f->commit).load(std::memory_order_acquire) == commit_word(p)) {
+        std::uint64_t n = frame_bytes(f->length);
+        if (n > segment_left(p)) break;  // corrupt: leave the rest to the consumer's checks
+        p += n;
+        continue;
+      }
+      std::uint64_t n = std::min(end - p, segment_left(p));
+      write_pad(p, n);
+      p += n;
+    }
+    atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
+    atomic(s.control).store(make_control(SlotState::Free, generation_of(c)),
+                            std::memory_order_release);
+    ++freed;
+  }
+  return freed;
+}
+
+Status Ring::decode(const FrameHeader& h, std::uint64_t p, const std::byte* body,
+                    std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept {
+  if (h.length > body_room || (h.flags & ~kKnownFlags) != 0) return Status::Corrupt;
+  std::uint64_t left = h.length;
+  const std::byte* at = body;
+  out.position = p;
+  out.timestamp_ns = h.timestamp;
+  out.key = {};
+  out.properties = PropertyView{};
+  if ((h.flags & kHasKey) != 0) {
+    std::uint16_t n;
+    if (left < 2) return Status::Corrupt;
+    std::memcpy(&n, at, 2);
+    if (left - 2 < n) return Status::Corrupt;
+    out.key = {reinterpret_cast<const char*>(at + 2), n};
+    at += 2 + n;
+    left -= 2 + n;
+  }
+  if ((h.flags & kHasProperties) != 0) {
+    std::uint32_t n;
+    if (left < 4) return Status::Corrupt;
+    std::memcpy(&n, at, 4);
+    if (left - 4 < n || n < 2) return Status::Corrupt;
+    const std::byte* props = at + 4;
+    if (props_copy != nullptr) {
+      std::memcpy(props_copy, props, n);
+      props = props_copy;
+    }
+    // Walk the (private) copy once: every entry must lie inside n bytes.
+    std::uint16_t count;
+    std::memcpy(&count, props, 2);
+    std::uint64_t used = 2;
+    for (std::uint16_t i = 0; i < count; ++i) {
+      std::uint16_t kl, vl;
+      if (n - used < 4) return Status::Corrupt;
+      std::memcpy(&kl, props + used, 2);
+      std::memcpy(&vl, props + used + 2, 2);
+      used += 4;
+      if (n - used < std::uint64_t{kl} + vl) return Status::Corrupt;
+      used += std::uint64_t{kl} + vl;
+    }
+    if (used != n) return Status::Corrupt;
+    out.properties = PropertyView({props, n});
+    at += 4 + n;
+    left -= 4 + n;
+  }
+  out.payload = {at, left};
+  return Status::Ok;
+}
+
+}  // namespace shmbus::log

@@ -1,0 +1,137 @@
+// lib/log/ring.hpp — a process-local view of one partition (its ring file and
+// its cursor file), with the pieces of the protocol in layout.hpp that both
+// producers and consumers use.
+//
+// The geometry (segment size, capacity, alignment, salt, slot counts) is read
+// from shared memory once, validated, and kept in this object: nothing on the
+// hot path re-reads a size from shared memory.
+//
+// Concurrency: a Ring is immutable after open() apart from the shared words it
+// points to; every method is safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "log/layout.hpp"
+#include "shm/file.hpp"
+#include "shmbus/message.hpp"
+#include "shmbus/options.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus::log {
+
+template <class T>
+inline std::atomic_ref<T> atomic(T& word) noexcept {
+  return std::atomic_ref<T>(word);
+}
+
+// Bus-directory file names of a partition.
+std::string ring_path(const std::string& dir, std::string_view topic, std::uint32_t partition);
+std::string cursor_path(const std::string& dir, std::string_view topic, std::uint32_t partition);
+// Topic and bus names: 1..200 of [A-Za-z0-9._-], not starting with '.'.
+Outcome check_name(std::string_view what, std::string_view name);
+
+class Ring {
+ public:
+  // Creates both files of one partition.
+  static Outcome create(const std::string& dir, std::string_view topic, std::uint32_t partition,
+                        const TopicOptions& options);
+  // Maps one partition. The log is read-only unless `writable_log` (producers).
+  static Result<Ring> open(const std::string& dir, std::string_view topic,
+                           std::uint32_t partition, bool writable_log, bool prefault);
+
+  // --- geometry (process-local copies) ---
+  std::uint64_t capacity() const noexcept { return capacity_; }
+  std::uint64_t segment_bytes() const noexcept { return segment_bytes_; }
+  std::uint32_t alignment() const noexcept { return alignment_; }
+  std::uint32_t max_producers() const noexcept { return max_producers_; }
+  std::uint32_t max_consumers() const noexcept { return max_consumers_; }
+  std::uint32_t partitions() const noexcept { return partitions_; }
+  Policy policy() const noexcept { return policy_; }
+  bool exclusive() const noexcept { return exclusive_; }
+  std::uint64_t max_body() const noexcept { return segment_bytes_ - sizeof(FrameHeader); }
+
+  std::uint64_t frame_bytes(std::uint64_t body) const noexcept {
+    return align_up(sizeof(FrameHeader) + body, alignment_);
+  }
+  std::uint64_t segment_left(std::uint64_t p) const noexcept {
+    return segment_bytes_ - (p & (segment_bytes_ - 1));
+  }
+  std::uint64_t commit_word(std::uint64_t p) const noexcept { return p ^ salt_; }
+  FrameHeader* frame_at(std::uint64_t p) const noexcept {
+    return reinterpret_cast<FrameHeader*>(data_ + (p & (capacity_ - 1)));
+  }
+  // The oldest segment start that producers are not overwriting when the tail is `tail`.
+  std::uint64_t oldest_intact(std::uint64_t tail) const noexcept {
+    if (tail <= capacity_) return 0;
+    return ((tail - capacity_) & ~(segment_bytes_ - 1)) + segment_bytes_;
+  }
+
+  // --- shared words ---
+  std::atomic_ref<std::uint64_t> tail() const noexcept { return atomic(ring_header()->tail); }
+  RingHeader* ring_header() const noexcept { return reinterpret_cast<RingHeader*>(log_.data()); }
+  CursorHeader* cursor_header() const noexcept {
+    return reinterpret_cast<CursorHeader*>(cursors_.data());
+  }
+  ProducerSlot& producer_slot(std::uint32_t i) const noexcept {
+    return reinterpret_cast<ProducerSlot*>(log_.data() + sizeof(RingHeader))[i];
+  }
+  CursorSlot& cursor_slot(std::uint32_t i) const noexcept {
+    return reinterpret_cast<CursorSlot*>(cursors_.data() + sizeof(CursorHeader))[i];
+  }
+  const std::string& name() const noexcept { return name_; }
+
+  // --- protocol steps shared by producers and consumers ---
+
+  // Producer step 4 and 5: publish the frame at p, then wake sleeping consumers.
+  void publish(FrameHeader* frame, std::uint64_t p) const noexcept {
+    atomic(frame->commit).store(commit_word(p), std::memory_order_release);  // SYNC POINT: consumer's acquire load of commit
+    // Dekker with poll_wait: we store commit then load waiters; a sleeper
+    // increments waiters then loads commit. The fence keeps either side from
+    // missing the other (a sleeper never misses its wake-up).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (atomic(cursor_header()->waiters).load(std::memory_order_relaxed) != 0) wake();
+  }
+  void wake() const noexcept;
+
+  // Writes and publishes a PAD frame over [p, p + bytes), which lies in one segment.
+  void write_pad(std::uint64_t p, std::uint64_t bytes) const noexcept;
+
+  // Minimum position of ACTIVE cursors, or `tail_seen` when it is lower
+  // (always, when no cursor is active). Issues the seq_cst fence of the join
+  // protocol first.
+  std::uint64_t min_active_cursor(std::uint64_t tail_seen) const noexcept;
+  // Frees cursor slots below `below` whose owner process is dead. Returns how many.
+  std::uint32_t reap_dead_consumers(std::uint64_t below) const noexcept;
+  // Pads over the open claims of dead producers and frees their slots.
+  std::uint32_t reap_dead_producers() const noexcept;
+
+  // Checks a frame's header and body and fills `out`. `header` is a private
+  // copy; `body` points at `body_room` readable bytes (the rest of the
+  // segment in place, or a private copy). Properties are copied into
+  // `props_copy` when non-null, so that a writer cannot change them under
+  // the reader. Returns Ok or Corrupt.
+  Status decode(const FrameHeader& header, std::uint64_t p, const std::byte* body,
+                std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept;
+
+ private:
+  shm::Mapping log_;
+  shm::Mapping cursors_;
+  std::byte* data_ = nullptr;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t segment_bytes_ = 0;
+  std::uint64_t salt_ = 0;
+  std::uint32_t alignment_ = 0;
+  std::uint32_t max_producers_ = 0;
+  std::uint32_t max_consumers_ = 0;
+  std::uint32_t partitions_ = 0;
+  Policy policy_ = Policy::Block;
+  bool exclusive_ = false;
+  std::string name_;  // "<topic>.<partition>", for messages
+};
+
+}  // namespace shmbus::log

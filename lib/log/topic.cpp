@@ -1,0 +1,79 @@
+#include "shmbus/topic.hpp"
+
+#include <cerrno>
+
+#include "log/ring.hpp"
+#include "shm/file.hpp"
+
+namespace shmbus {
+
+Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicOptions& options) {
+  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
+  const std::string dir = shm::bus_directory(bus);
+  for (std::uint32_t p = 0; p < options.partitions; ++p) {
+    if (auto made = log::Ring::create(dir, topic, p, options); !made) {
+      for (std::uint32_t q = 0; q < p; ++q) {  // all partitions or none
+        (void)shm::remove_file(log::ring_path(dir, topic, q));
+        (void)shm::remove_file(log::cursor_path(dir, topic, q));
+      }
+      return made.error();
+    }
+  }
+  return Done{};
+}
+
+Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) {
+  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  const std::string dir = shm::bus_directory(bus);
+  TopicInfo info;
+  info.name = std::string(topic);
+  for (std::uint32_t p = 0, n = 1; p < n; ++p) {
+    auto ring = log::Ring::open(dir, topic, p, false, false);
+    if (!ring) return ring.error();
+    const log::Ring& r = *ring;
+    if (p == 0) {
+      n = r.partitions();
+      info.options.partitions = n;
+      info.options.segment_bytes = r.segment_bytes();
+      info.options.segment_count = static_cast<std::uint32_t>(r.capacity() / r.segment_bytes());
+      info.options.policy = r.policy();
+      info.options.frame_alignment = r.alignment();
+      info.options.max_producers = r.max_producers();
+      info.options.max_consumers = r.max_consumers();
+      info.options.exclusive_producer = r.exclusive();
+    }
+    PartitionInfo part;
+    part.tail = r.tail().load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < r.max_producers(); ++i)
+      if (log::state_of(log::atomic(r.producer_slot(i).control).load(std::memory_order_acquire)) ==
+          log::SlotState::Active)
+        ++part.producers;
+    for (std::uint32_t i = 0; i < r.max_consumers(); ++i) {
+      log::CursorSlot& s = r.cursor_slot(i);
+      if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) !=
+          log::SlotState::Active)
+        continue;
+      ++part.consumers;
+      part.consumer_positions.push_back(log::atomic(s.position).load(std::memory_order_acquire));
+    }
+    info.partitions.push_back(std::move(part));
+  }
+  return info;
+}
+
+Outcome Topic::remove(std::string_view bus, std::string_view topic) {
+  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
+  const std::string dir = shm::bus_directory(bus);
+  auto first = log::Ring::open(dir, topic, 0, false, false);
+  if (!first) return first.error();
+  const std::uint32_t n = first->partitions();
+  for (std::uint32_t p = 0; p < n; ++p) {
+    if (auto ok = shm::remove_file(log::ring_path(dir, topic, p)); !ok) return ok.error();
+    if (auto ok = shm::remove_file(log::cursor_path(dir, topic, p)); !ok) return ok.error();
+  }
+  return Done{};
+}
+
+}  // namespace shmbus
