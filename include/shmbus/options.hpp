@@ -45,7 +45,7 @@ struct TopicOptions {
 
 struct ProducerOptions {
   std::uint32_t partition = 0;
-  bool timestamps = true;  // stamp CLOCK_REALTIME in each frame (~25 ns here)
+  bool timestamps = true;                       // stamp CLOCK_REALTIME in each frame (~25 ns here)
   WaitStrategy wait = WaitStrategy::SpinYield;  // for the rare in-claim wait on `block`
   bool prefault = true;
 };

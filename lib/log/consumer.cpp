@@ -55,13 +55,13 @@ struct Consumer::Impl {
 
   void publish_cursor() noexcept {
     if (position == published) return;
-    atomic(slot->position).store(position, std::memory_order_release);  // SYNC POINT: producer's min_active_cursor
+    atomic(slot->position)
+        .store(position, std::memory_order_release);  // SYNC POINT: producer's min_active_cursor
     published = position;
   }
 
   bool ready(std::uint64_t p) const noexcept {
-    return atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst) ==
-           ring.commit_word(p);
+    return atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst) == ring.commit_word(p);
   }
 
   PollResult poll(Handler handler, std::uint32_t max) {
@@ -172,8 +172,8 @@ struct Consumer::Impl {
 Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
                                 const ConsumerOptions& options) {
   if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  auto ring = log::Ring::open(shm::bus_directory(bus), topic, options.partition, false,
-                              options.prefault);
+  auto ring =
+      log::Ring::open(shm::bus_directory(bus), topic, options.partition, false, options.prefault);
   if (!ring) return ring.error();
   auto impl = std::make_unique<Impl>();
   impl->ring = std::move(ring).value();
@@ -208,8 +208,12 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
   impl->safe_from = t_join;
   impl->published = t0;
   switch (options.start) {
-    case ConsumerOptions::Start::Latest: impl->position = t0; break;
-    case ConsumerOptions::Start::Earliest: impl->position = r.oldest_intact(t_join); break;
+    case ConsumerOptions::Start::Latest:
+      impl->position = t0;
+      break;
+    case ConsumerOptions::Start::Earliest:
+      impl->position = r.oldest_intact(t_join);
+      break;
     case ConsumerOptions::Start::Position: {
       impl->position = t0;
       if (auto ok = impl->seek(options.position); !ok) return ok.error();
@@ -232,9 +236,17 @@ PollResult Consumer::poll_wait(Handler handler, std::uint32_t max_messages,
                                std::chrono::nanoseconds timeout) {
   return impl_->poll_wait(handler, max_messages, timeout);
 }
-Outcome Consumer::seek(std::uint64_t position) { return impl_->seek(position); }
-std::uint64_t Consumer::position() const noexcept { return impl_->position; }
-LostRange Consumer::lost() const noexcept { return impl_->lost; }
-std::uint32_t Consumer::partition() const noexcept { return impl_->options.partition; }
+Outcome Consumer::seek(std::uint64_t position) {
+  return impl_->seek(position);
+}
+std::uint64_t Consumer::position() const noexcept {
+  return impl_->position;
+}
+LostRange Consumer::lost() const noexcept {
+  return impl_->lost;
+}
+std::uint32_t Consumer::partition() const noexcept {
+  return impl_->options.partition;
+}
 
 }  // namespace shmbus

@@ -111,12 +111,14 @@ inline constexpr SlotState state_of(std::uint64_t control) {
 inline constexpr std::uint64_t make_control(SlotState s, std::uint64_t generation) {
   return generation << 8 | static_cast<std::uint64_t>(s);
 }
-inline constexpr std::uint64_t generation_of(std::uint64_t control) { return control >> 8; }
+inline constexpr std::uint64_t generation_of(std::uint64_t control) {
+  return control >> 8;
+}
 
 // A producer's registration and its open claim, so that whoever finds the
 // producer dead can pad over [claim_position, claim_position + claim_bytes).
 struct alignas(kFalseSharingRange) ProducerSlot {
-  std::uint64_t control;         // CAS by producers joining / leaving
+  std::uint64_t control;  // CAS by producers joining / leaving
   std::uint32_t pid;
   std::uint32_t reserved0;
   std::uint64_t start_time;
@@ -155,8 +157,8 @@ struct alignas(kFalseSharingRange) CursorSlot {
 static_assert(sizeof(CursorSlot) == 128);
 
 struct alignas(kFalseSharingRange) CursorHeader {
-  shm::FileHeader file;  // 0
-  CursorConfig config;   // 64
+  shm::FileHeader file;                               // 0
+  CursorConfig config;                                // 64
   alignas(kFalseSharingRange) std::uint32_t waiters;  // 128: consumers asleep on wake_seq
   std::uint32_t wake_seq;                             // 132: bumped by a producer that wakes
   std::uint8_t pad[120];

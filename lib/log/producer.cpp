@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -77,6 +78,7 @@ struct Producer::Impl {
   // segment end. Returns the position, or Full.
   Status acquire(std::uint64_t n, std::uint64_t& position) noexcept {
     auto tail = ring.tail();
+    std::uint64_t k = n;  // bytes to claim (multi-producer): the frame, maybe after padding
     for (;;) {
       if (exclusive) {
         const std::uint64_t p = local_tail;
@@ -99,22 +101,35 @@ struct Producer::Impl {
         // A pre-check, so that Full costs nothing irrevocable. Another
         // producer may still claim in between; then wait_for_room waits briefly.
         const std::uint64_t t = tail.load(std::memory_order_relaxed);
-        if (t + n > gating_limit && !has_room(t + n, t)) return Status::Full;
+        if (t + k > gating_limit && !has_room(t + k, t)) return Status::Full;
       }
       // The claim: one fetch_add. seq_cst also orders it before our payload
       // stores (overwrite readers) and before the cursor loads in has_room().
-      const std::uint64_t p = tail.fetch_add(n, std::memory_order_seq_cst);
-      note_claim(p, n);
-      if (block && p + n > gating_limit) wait_for_room(p + n);
-      const std::uint64_t left = ring.segment_left(p);
-      if (n > left) {
-        // Crossed a segment end: pad both pieces and claim again.
-        ring.write_pad(p, left);
-        ring.write_pad(p + left, n - left);
-        continue;
+      const std::uint64_t p = tail.fetch_add(k, std::memory_order_seq_cst);
+      note_claim(p, k);
+      if (block && p + k > gating_limit) wait_for_room(p + k);
+      // The frame goes at p, or at the next segment start if it does not fit
+      // before it; what is left of [p, p + k) becomes padding.
+      const std::uint64_t x = ring.segment_left(p) >= n ? p : p + ring.segment_left(p);
+      if (x + n <= p + k) {
+        pad_range(x + n, p + k);
+        pad_range(p, x);
+        position = x;
+        return Status::Ok;
       }
-      position = p;
-      return Status::Ok;
+      // Crossed a segment end: pad it all, and claim the rest of the segment
+      // we ended in plus the frame (right unless another producer gets there first).
+      pad_range(p, p + k);
+      k = ring.segment_left(p + k) + n;
+    }
+  }
+
+  // Pads [a, b), splitting at segment ends.
+  void pad_range(std::uint64_t a, std::uint64_t b) noexcept {
+    while (a < b) {
+      const std::uint64_t len = std::min(b - a, ring.segment_left(a));
+      ring.write_pad(a, len);
+      a += len;
     }
   }
 
@@ -207,8 +222,8 @@ struct Producer::Impl {
 Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                                 const ProducerOptions& options) {
   if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  auto ring = log::Ring::open(shm::bus_directory(bus), topic, options.partition, true,
-                              options.prefault);
+  auto ring =
+      log::Ring::open(shm::bus_directory(bus), topic, options.partition, true, options.prefault);
   if (!ring) return ring.error();
   auto impl = std::make_unique<Impl>();
   impl->ring = std::move(ring).value();
@@ -268,10 +283,18 @@ Status Producer::claim(std::size_t payload_bytes, std::string_view key,
                        std::span<const Property> properties, Claim& out) noexcept {
   return impl_->claim(payload_bytes, key, properties, out);
 }
-Status Producer::commit(Claim& claim) noexcept { return impl_->finish(claim, true); }
-Status Producer::abort(Claim& claim) noexcept { return impl_->finish(claim, false); }
+Status Producer::commit(Claim& claim) noexcept {
+  return impl_->finish(claim, true);
+}
+Status Producer::abort(Claim& claim) noexcept {
+  return impl_->finish(claim, false);
+}
 
-std::size_t Producer::max_payload() const noexcept { return impl_->ring.max_body(); }
-std::uint32_t Producer::partition() const noexcept { return impl_->options.partition; }
+std::size_t Producer::max_payload() const noexcept {
+  return impl_->ring.max_body();
+}
+std::uint32_t Producer::partition() const noexcept {
+  return impl_->options.partition;
+}
 
 }  // namespace shmbus

@@ -14,7 +14,9 @@
 namespace shmbus::log {
 namespace {
 
-Error bad(const std::string& what) { return Error{EINVAL, what}; }
+Error bad(const std::string& what) {
+  return Error{EINVAL, what};
+}
 
 Outcome check_options(const TopicOptions& o) {
   auto pow2 = [](std::uint64_t v) { return std::has_single_bit(v); };
@@ -83,8 +85,8 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
     if (!chosen) return chosen.error();
     node = *chosen;
   }
-  shm::MapOptions map{.writable = true, .prefault = o.prefault, .huge_pages = o.huge_pages,
-                      .lock = o.lock_memory};
+  shm::MapOptions map{
+      .writable = true, .prefault = o.prefault, .huge_pages = o.huge_pages, .lock = o.lock_memory};
   auto ring = shm::create_file(
       ring_path(dir, topic, partition), shm::FileKind::Ring, data_offset + capacity,
       static_cast<std::uint32_t>(data_offset), o.mode, map, [&](std::byte* base) {
@@ -131,8 +133,8 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
                         bool writable_log, bool prefault) {
   if (auto ok = check_name("topic", topic); !ok) return ok.error();
   const std::string rpath = ring_path(dir, topic, partition);
-  auto log = shm::open_file(rpath, shm::FileKind::Ring,
-                            {.writable = writable_log, .prefault = prefault});
+  auto log =
+      shm::open_file(rpath, shm::FileKind::Ring, {.writable = writable_log, .prefault = prefault});
   if (!log) return log.error();
   // Cursor slots are written by consumers and producers alike (see layout.hpp).
   const std::string cpath = cursor_path(dir, topic, partition);
@@ -206,7 +208,9 @@ std::uint64_t Ring::min_active_cursor(std::uint64_t tail_seen) const noexcept {
   for (std::uint32_t i = 0; i < max_consumers_; ++i) {
     CursorSlot& s = cursor_slot(i);
     if (state_of(atomic(s.control).load(std::memory_order_acquire)) != SlotState::Active) continue;
-    g = std::min(g, atomic(s.position).load(std::memory_order_acquire));  // SYNC POINT: consumer's release store per batch
+    g = std::min(
+        g, atomic(s.position)
+               .load(std::memory_order_acquire));  // SYNC POINT: consumer's release store per batch
   }
   return g;
 }
@@ -238,8 +242,8 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     if (shm::alive({atomic(s.pid).load(std::memory_order_relaxed),
                     atomic(s.start_time).load(std::memory_order_relaxed)}))
       continue;
-    if (!atomic(s.control).compare_exchange_strong(c, make_control(SlotState::Joining, generation_of(c)),
-                                                   std::memory_order_acq_rel))
+    if (!atomic(s.control).compare_exchange_strong(
+            c, make_control(SlotState::Joining, generation_of(c)), std::memory_order_acq_rel))
       continue;  // somebody else is reaping it
     // Pad what the dead producer left uncommitted in its open claim; a part it
     // committed already (a frame or a boundary PAD) is skipped, not overwritten.

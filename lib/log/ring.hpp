@@ -41,8 +41,8 @@ class Ring {
   static Outcome create(const std::string& dir, std::string_view topic, std::uint32_t partition,
                         const TopicOptions& options);
   // Maps one partition. The log is read-only unless `writable_log` (producers).
-  static Result<Ring> open(const std::string& dir, std::string_view topic,
-                           std::uint32_t partition, bool writable_log, bool prefault);
+  static Result<Ring> open(const std::string& dir, std::string_view topic, std::uint32_t partition,
+                           bool writable_log, bool prefault);
 
   // --- geometry (process-local copies) ---
   std::uint64_t capacity() const noexcept { return capacity_; }
@@ -89,7 +89,9 @@ class Ring {
 
   // Producer step 4 and 5: publish the frame at p, then wake sleeping consumers.
   void publish(FrameHeader* frame, std::uint64_t p) const noexcept {
-    atomic(frame->commit).store(commit_word(p), std::memory_order_release);  // SYNC POINT: consumer's acquire load of commit
+    atomic(frame->commit)
+        .store(commit_word(p),
+               std::memory_order_release);  // SYNC POINT: consumer's acquire load of commit
     // Dekker with poll_wait: we store commit then load waiters; a sleeper
     // increments waiters then loads commit. The fence keeps either side from
     // missing the other (a sleeper never misses its wake-up).

@@ -50,8 +50,10 @@ std::string parent_of(const std::string& path) {
 
 const char* to_string(FileKind k) noexcept {
   switch (k) {
-    case FileKind::Ring: return "ring";
-    case FileKind::Cursors: return "cursors";
+    case FileKind::Ring:
+      return "ring";
+    case FileKind::Cursors:
+      return "cursors";
   }
   return "unknown";
 }

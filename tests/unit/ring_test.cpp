@@ -1,2 +1,275 @@
+// Behaviour of one partition through the public API: publish, poll, keys,
+// properties, claim/commit/abort, seek, policies.
 #include <gtest/gtest.h>
-#include "shmbus/shmbus.hpp"
+
+#include <string>
+#include <vector>
+
+#include "test_bus.hpp"
+
+namespace shmbus {
+namespace {
+
+using testing::bytes;
+using testing::text;
+
+class RingTest : public testing::TestBus {};
+
+TopicOptions small(Policy policy) {
+  TopicOptions o;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  o.policy = policy;
+  return o;
+}
+
+std::vector<std::string> drain(Consumer& c, std::uint32_t max = 1000) {
+  std::vector<std::string> got;
+  PollResult r = c.poll([&](const Message& m) { got.emplace_back(text(m.payload)); }, max);
+  EXPECT_TRUE(r.status == Status::Ok || r.status == Status::Empty) << to_string(r.status);
+  EXPECT_EQ(r.count, got.size());
+  return got;
+}
+
+TEST_F(RingTest, OfferThenPollInOrder) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  ASSERT_TRUE(c) << c.error().message;
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(p) << p.error().message;
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(p->offer(bytes("m" + std::to_string(i))), Status::Ok);
+  auto got = drain(*c);
+  ASSERT_EQ(got.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(got[i], "m" + std::to_string(i));
+  EXPECT_EQ(c->poll([](const Message&) {}, 10).status, Status::Empty);
+}
+
+TEST_F(RingTest, KeyPropertiesAndTimestamp) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  Property props[] = {{"type", "trade"}, {"venue", "XNAS"}, {"", ""}};
+  ASSERT_EQ(p->offer(bytes("payload"), "AAPL", props), Status::Ok);
+  int seen = 0;
+  auto r = c->poll([&](const Message& m) {
+    ++seen;
+    EXPECT_EQ(text(m.payload), "payload");
+    EXPECT_EQ(m.key, "AAPL");
+    EXPECT_EQ(m.properties.size(), 3);
+    EXPECT_EQ(m.properties.find("venue").value_or("?"), "XNAS");
+    EXPECT_EQ(m.properties.find("").value_or("?"), "");
+    EXPECT_FALSE(m.properties.find("nope").has_value());
+    EXPECT_GT(m.timestamp_ns, 1'600'000'000'000'000'000LL);
+  });
+  EXPECT_EQ(r.status, Status::Ok);
+  EXPECT_EQ(seen, 1);
+}
+
+TEST_F(RingTest, ClaimCommitAbort) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  Claim a;
+  ASSERT_EQ(p->claim(5, a), Status::Ok);
+  Claim second;
+  EXPECT_EQ(p->claim(5, second), Status::Invalid) << "one open claim per producer";
+  std::memcpy(a.payload.data(), "hello", 5);
+  EXPECT_TRUE(drain(*c).empty()) << "nothing is visible before commit";
+  ASSERT_EQ(p->commit(a), Status::Ok);
+  EXPECT_EQ(p->commit(a), Status::Invalid) << "a claim commits once";
+  Claim b;
+  ASSERT_EQ(p->claim(7, b), Status::Ok);
+  ASSERT_EQ(p->abort(b), Status::Ok);
+  ASSERT_EQ(p->offer(bytes("after")), Status::Ok);
+  EXPECT_EQ(drain(*c), (std::vector<std::string>{"hello", "after"}));
+}
+
+TEST_F(RingTest, TooLargeAndSegmentPadding) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  EXPECT_EQ(p->max_payload(), 4096u - 24);
+  std::string big(p->max_payload() + 1, 'x');
+  EXPECT_EQ(p->offer(bytes(big)), Status::TooLarge);
+  // 1100-byte payloads make 1152-byte frames, which do not divide a 4096-byte
+  // segment: claims cross segment ends and become PAD.
+  std::string m(1100, 'y');
+  std::uint64_t last = 0;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
+    auto got = drain(*c);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0], m);
+  }
+  Claim cl;
+  ASSERT_EQ(p->claim(4096 - 24, cl), Status::Ok) << "a frame of a whole segment";
+  EXPECT_EQ(cl.position % 4096, 0u);
+  last = cl.position;
+  ASSERT_EQ(p->commit(cl), Status::Ok);
+  EXPECT_EQ(drain(*c).size(), 1u);
+  EXPECT_EQ(c->position(), last + 4096);
+}
+
+TEST_F(RingTest, BlockPolicyNeverOverwritesUnreadData) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  std::string m(100, 'z');  // 128-byte frames: 128 per ring
+  int sent = 0;
+  while (p->offer(bytes(m)) == Status::Ok) ++sent;
+  EXPECT_EQ(sent, 4 * 4096 / 128);
+  EXPECT_EQ(p->offer(bytes(m)), Status::Full);
+  EXPECT_EQ(drain(*c, 1).size(), 1u);
+  EXPECT_EQ(p->offer(bytes(m)), Status::Ok) << "one frame read frees one frame";
+  EXPECT_EQ(p->offer(bytes(m)), Status::Full);
+  EXPECT_EQ(drain(*c, 10000).size(), static_cast<std::size_t>(sent));
+}
+
+TEST_F(RingTest, BlockPolicyWithoutConsumersRunsFree) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(p);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(p->offer(bytes("x")), Status::Ok);
+}
+
+TEST_F(RingTest, OverwritePolicyReportsLostRange) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Overwrite)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  std::string m(100, 'w');
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(p->offer(bytes(m + std::to_string(i))), Status::Ok);
+  std::vector<std::string> got;
+  PollResult r = c->poll([&](const Message& msg) { got.emplace_back(text(msg.payload)); }, 10000);
+  ASSERT_EQ(r.status, Status::Lagged);
+  EXPECT_EQ(r.count, 0u);
+  EXPECT_EQ(c->lost().from, 0u);
+  EXPECT_GT(c->lost().to, 0u);
+  EXPECT_EQ(c->lost().to % 4096, 0u) << "rejoins at a segment start";
+  EXPECT_EQ(c->position(), c->lost().to);
+  r = c->poll([&](const Message& msg) { got.emplace_back(text(msg.payload)); }, 10000);
+  EXPECT_EQ(r.status, Status::Ok);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), m + "999") << "reads on to the newest frame";
+  // the frames after the rejoin point are consecutive
+  int first = std::stoi(got.front().substr(100));
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(got[i], m + std::to_string(first + static_cast<int>(i)));
+}
+
+TEST_F(RingTest, StartEarliestLatestAndSeek) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(p);
+  std::vector<std::uint64_t> positions;
+  for (int i = 0; i < 5; ++i) {
+    Claim cl;
+    ASSERT_EQ(p->claim(1, cl), Status::Ok);
+    cl.payload[0] = std::byte('0' + i);
+    positions.push_back(cl.position);
+    ASSERT_EQ(p->commit(cl), Status::Ok);
+  }
+  ConsumerOptions early;
+  early.start = ConsumerOptions::Start::Earliest;
+  auto e = Consumer::open(bus, "t", early);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(drain(*e), (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+  auto l = Consumer::open(bus, "t");
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(drain(*l).empty());
+  ASSERT_TRUE(l->seek(positions[3]));
+  EXPECT_EQ(drain(*l), (std::vector<std::string>{"3", "4"}));
+  EXPECT_FALSE(l->seek(positions[1] + 1)) << "not aligned";
+  auto bad = l->seek(1u << 30);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("outside the ring"), std::string::npos);
+  ConsumerOptions at;
+  at.start = ConsumerOptions::Start::Position;
+  at.position = positions[2];
+  auto a = Consumer::open(bus, "t", at);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(drain(*a), (std::vector<std::string>{"2", "3", "4"}));
+}
+
+TEST_F(RingTest, ExclusiveProducerIsExclusive) {
+  TopicOptions o = small(Policy::Block);
+  o.exclusive_producer = true;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  auto second = Producer::open(bus, "t");
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("exclusive"), std::string::npos);
+  std::string m(1000, 'e');
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
+    ASSERT_EQ(drain(*c).size(), 1u);
+  }
+}
+
+TEST_F(RingTest, TopicAdministration) {
+  TopicOptions o = small(Policy::Overwrite);
+  o.partitions = 3;
+  ASSERT_TRUE(Topic::create(bus, "orders", o));
+  auto again = Topic::create(bus, "orders", o);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("already exists"), std::string::npos);
+  auto info = Topic::describe(bus, "orders");
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->partitions.size(), 3u);
+  EXPECT_EQ(info->options.policy, Policy::Overwrite);
+  ProducerOptions po;
+  po.partition = 2;
+  auto p = Producer::open(bus, "orders", po);
+  ASSERT_TRUE(p);
+  ConsumerOptions co;
+  co.partition = 3;
+  EXPECT_FALSE(Consumer::open(bus, "orders", co)) << "no partition 3";
+  ASSERT_TRUE(Topic::remove(bus, "orders"));
+  EXPECT_FALSE(Topic::describe(bus, "orders"));
+}
+
+TEST_F(RingTest, BadOptionsAndNamesAreRefusedByName) {
+  TopicOptions o = small(Policy::Block);
+  o.segment_bytes = 5000;
+  auto r = Topic::create(bus, "t", o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("segment_bytes"), std::string::npos);
+  o = small(Policy::Block);
+  o.frame_alignment = 16;
+  r = Topic::create(bus, "t", o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("frame_alignment"), std::string::npos);
+  o = small(Policy::Block);
+  o.mode = 0666;
+  r = Topic::create(bus, "t", o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("world-writable"), std::string::npos);
+  EXPECT_FALSE(Topic::create(bus, "../escape", small(Policy::Block)));
+  auto missing = Consumer::open(bus, "nothing");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("does not exist"), std::string::npos);
+}
+
+TEST_F(RingTest, ConsumerSlotsAreLimitedAndReused) {
+  TopicOptions o = small(Policy::Block);
+  o.max_consumers = 2;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  {
+    auto a = Consumer::open(bus, "t");
+    auto b = Consumer::open(bus, "t");
+    ASSERT_TRUE(a && b);
+    auto c = Consumer::open(bus, "t");
+    ASSERT_FALSE(c);
+    EXPECT_NE(c.error().message.find("max_consumers"), std::string::npos);
+  }
+  EXPECT_TRUE(Consumer::open(bus, "t")) << "slots are freed when consumers close";
+}
+
+}  // namespace
+}  // namespace shmbus
