@@ -53,22 +53,24 @@ struct Producer::Impl {
 
   // Recomputes the cached gating limit; true when [.., end) may be written.
   bool has_room(std::uint64_t end, std::uint64_t tail_seen) noexcept {
-    gating_limit = ring.min_active_cursor(tail_seen) + ring.capacity();
+    gating_limit = ring.gate(tail_seen, slot, block) + ring.capacity();
     if (end <= gating_limit) return true;
-    // Blocked: a dead consumer must not hold us forever. Checking liveness
-    // reads /proc, so do it at most once a millisecond.
+    // Blocked: a dead consumer or producer must not hold us forever. Checking
+    // liveness reads /proc, so do it at most once a millisecond.
     auto now = std::chrono::steady_clock::now();
     if (now >= next_reap) {
       next_reap = now + std::chrono::milliseconds(1);
-      if (ring.reap_dead_consumers(end - ring.capacity()) > 0) {
-        gating_limit = ring.min_active_cursor(tail_seen) + ring.capacity();
+      std::uint32_t freed = ring.reap_dead_producers();
+      if (block) freed += ring.reap_dead_consumers(end - ring.capacity());
+      if (freed > 0) {
+        gating_limit = ring.gate(tail_seen, slot, block) + ring.capacity();
         return end <= gating_limit;
       }
     }
     return false;
   }
 
-  // Multi-producer, `block`: the claim [.., end) is ours already; wait for room.
+  // Multi-producer: the claim [.., end) is ours already; wait for room.
   void wait_for_room(std::uint64_t end) noexcept {
     log::Backoff backoff(options.wait);
     while (!has_room(end, end)) backoff.pause();
@@ -97,17 +99,19 @@ struct Producer::Impl {
         position = p;
         return Status::Ok;
       }
-      if (block) {
-        // A pre-check, so that Full costs nothing irrevocable. Another
-        // producer may still claim in between; then wait_for_room waits briefly.
-        const std::uint64_t t = tail.load(std::memory_order_relaxed);
-        if (t + k > gating_limit && !has_room(t + k, t)) return Status::Full;
-      }
+      const std::uint64_t t = tail.load(std::memory_order_relaxed);
+      // A pre-check, so that Full costs nothing irrevocable. Another producer
+      // may still claim in between; then wait_for_room waits briefly.
+      if (block && t + k > gating_limit && !has_room(t + k, t)) return Status::Full;
+      // Announce the claim before making it, with a lower bound of its
+      // position, so that no producer can lap it unseen (Ring::gate).
+      atomic(slot->claim_bytes).store(k, std::memory_order_relaxed);
+      atomic(slot->claim_position).store(t, std::memory_order_seq_cst);
       // The claim: one fetch_add. seq_cst also orders it before our payload
-      // stores (overwrite readers) and before the cursor loads in has_room().
+      // stores (overwrite readers) and before the slot loads in has_room().
       const std::uint64_t p = tail.fetch_add(k, std::memory_order_seq_cst);
-      note_claim(p, k);
-      if (block && p + k > gating_limit) wait_for_room(p + k);
+      atomic(slot->claim_position).store(p, std::memory_order_relaxed);  // raises the bound
+      if (p + k > gating_limit) wait_for_room(p + k);
       // The frame goes at p, or at the next segment start if it does not fit
       // before it; what is left of [p, p + k) becomes padding.
       const std::uint64_t x = ring.segment_left(p) >= n ? p : p + ring.segment_left(p);

@@ -200,17 +200,26 @@ void Ring::write_pad(std::uint64_t p, std::uint64_t bytes) const noexcept {
   publish(f, p);
 }
 
-std::uint64_t Ring::min_active_cursor(std::uint64_t tail_seen) const noexcept {
-  // Pairs with the seq_cst store of ACTIVE + load of tail in Consumer::open
-  // (the join protocol in layout.hpp).
+std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
+                         bool cursors) const noexcept {
+  // Pairs with the seq_cst store of ACTIVE + load of tail in Consumer::open,
+  // and with the seq_cst store of a claim's lower bound before its fetch_add
+  // in Producer (the join and claim protocols in layout.hpp).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   std::uint64_t g = tail_seen;
-  for (std::uint32_t i = 0; i < max_consumers_; ++i) {
+  for (std::uint32_t i = 0; cursors && i < max_consumers_; ++i) {
     CursorSlot& s = cursor_slot(i);
     if (state_of(atomic(s.control).load(std::memory_order_acquire)) != SlotState::Active) continue;
     g = std::min(
         g, atomic(s.position)
                .load(std::memory_order_acquire));  // SYNC POINT: consumer's release store per batch
+  }
+  for (std::uint32_t i = 0; !exclusive_ && i < max_producers_; ++i) {
+    ProducerSlot& s = producer_slot(i);
+    if (&s == self) continue;
+    // Position first: its seq_cst store follows the store of claim_bytes.
+    const std::uint64_t at = atomic(s.claim_position).load(std::memory_order_seq_cst);
+    if (atomic(s.claim_bytes).load(std::memory_order_acquire) != 0) g = std::min(g, at);
   }
   return g;
 }

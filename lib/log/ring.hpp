@@ -103,10 +103,14 @@ class Ring {
   // Writes and publishes a PAD frame over [p, p + bytes), which lies in one segment.
   void write_pad(std::uint64_t p, std::uint64_t bytes) const noexcept;
 
-  // Minimum position of ACTIVE cursors, or `tail_seen` when it is lower
-  // (always, when no cursor is active). Issues the seq_cst fence of the join
-  // protocol first.
-  std::uint64_t min_active_cursor(std::uint64_t tail_seen) const noexcept;
+  // The gate of back-pressure: a claim may not end more than a ring past it.
+  // It is the minimum of `tail_seen`, the positions of ACTIVE cursors (when
+  // `cursors`, i.e. `block`), and the open claims of producers other than
+  // `self` (a producer must never lap another's unfinished write: that
+  // writer's late stores would land in newer frames). Issues the seq_cst
+  // fence of the join protocol first.
+  std::uint64_t gate(std::uint64_t tail_seen, const ProducerSlot* self,
+                     bool cursors) const noexcept;
   // Frees cursor slots below `below` whose owner process is dead. Returns how many.
   std::uint32_t reap_dead_consumers(std::uint64_t below) const noexcept;
   // Pads over the open claims of dead producers and frees their slots.

@@ -1,0 +1,131 @@
+// Multi-process tests: real producer and consumer processes (fork+exec of
+// shmbus-test-worker) on one partition, every message checked by every
+// consumer; and a consumer killed with SIGKILL in the middle of polling.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../unit/test_bus.hpp"
+#include "process.hpp"
+
+namespace shmbus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Child;
+
+std::string worker() {
+  const char* w = std::getenv("SHMBUS_TEST_WORKER");
+  return w != nullptr ? w : "tests/shmbus-test-worker";
+}
+
+// 10 million by default; sanitizer builds set a smaller SHMBUS_STRESS_MESSAGES.
+std::uint64_t total_messages() {
+  const char* n = std::getenv("SHMBUS_STRESS_MESSAGES");
+  return n != nullptr ? std::stoull(n) : 10'000'000;
+}
+
+class MultiProcess : public testing::TestBus {
+ protected:
+  // Starts `consumers` consumer processes and waits until all have joined.
+  std::vector<Child> start_consumers(const char* topic, int consumers, int producers,
+                                     std::uint64_t each, int timeout_s) {
+    std::vector<Child> cs;
+    for (int i = 0; i < consumers; ++i) {
+      cs.emplace_back(std::vector<std::string>{worker(), "consume", bus, topic,
+                                               std::to_string(producers), std::to_string(each),
+                                               std::to_string(timeout_s)});
+      EXPECT_TRUE(cs.back().started());
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      auto info = Topic::describe(bus, topic);
+      if (info && info->partitions[0].consumers == static_cast<std::uint32_t>(consumers)) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "consumers did not join";
+        break;
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+    return cs;
+  }
+
+  // After the producers: the end marker that stops the consumers.
+  void publish_end(const char* topic) {
+    Child end({worker(), "end", bus, topic});
+    EXPECT_EQ(end.wait(60s), 0);
+  }
+
+  std::vector<Child> start_producers(const char* topic, int producers, std::uint64_t each,
+                                     std::uint32_t max_body) {
+    std::vector<Child> ps;
+    for (int i = 0; i < producers; ++i) {
+      ps.emplace_back(std::vector<std::string>{worker(), "produce", bus, topic, std::to_string(i),
+                                               std::to_string(each), std::to_string(max_body)});
+      EXPECT_TRUE(ps.back().started());
+    }
+    return ps;
+  }
+
+  void run_stress(Policy policy) {
+    TopicOptions o;
+    o.segment_bytes = 64 * 1024;
+    o.segment_count = 4;
+    o.policy = policy;
+    ASSERT_TRUE(Topic::create(bus, "stress", o));
+    constexpr int kProducers = 4, kConsumers = 3;
+    const std::uint64_t each = total_messages() / kProducers;
+    auto cs = start_consumers("stress", kConsumers, kProducers, each, 500);
+    auto ps = start_producers("stress", kProducers, each, 200);
+    for (Child& p : ps) EXPECT_EQ(p.wait(550s), 0) << "producer " << p.pid();
+    publish_end("stress");
+    for (Child& c : cs) EXPECT_EQ(c.wait(550s), 0) << "consumer " << c.pid();
+  }
+};
+
+TEST_F(MultiProcess, FourProducersThreeConsumersBlock) {
+  run_stress(Policy::Block);
+}
+
+TEST_F(MultiProcess, FourProducersThreeConsumersOverwrite) {
+  run_stress(Policy::Overwrite);
+}
+
+TEST_F(MultiProcess, KilledConsumerStallsNobody) {
+  TopicOptions o;
+  o.segment_bytes = 16 * 1024;
+  o.segment_count = 2;
+  o.policy = Policy::Block;  // the dead consumer's cursor would stall producers forever
+  ASSERT_TRUE(Topic::create(bus, "crash", o));
+  constexpr int kProducers = 2;
+  const std::uint64_t each = 200'000;
+  auto cs = start_consumers("crash", 3, kProducers, each, 300);
+  auto ps = start_producers("crash", kProducers, each, 64);
+  // Kill one consumer while it is polling: once every cursor has moved.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (;;) {
+    auto info = Topic::describe(bus, "crash");
+    ASSERT_TRUE(info);
+    bool all_moved = true;
+    for (std::uint64_t pos : info->partitions[0].consumer_positions) all_moved &= pos > 65536;
+    if (all_moved) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "consumers made no progress";
+    std::this_thread::sleep_for(1ms);
+  }
+  cs[1].kill9();
+  EXPECT_EQ(cs[1].wait(10s), 128 + SIGKILL);
+  for (Child& p : ps) EXPECT_EQ(p.wait(300s), 0) << "a producer stalled behind the dead consumer";
+  publish_end("crash");
+  EXPECT_EQ(cs[0].wait(300s), 0);
+  EXPECT_EQ(cs[2].wait(300s), 0);
+  auto info = Topic::describe(bus, "crash");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->partitions[0].consumers, 0u) << "the dead consumer's slot was freed";
+}
+
+}  // namespace
+}  // namespace shmbus

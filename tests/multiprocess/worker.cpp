@@ -1,0 +1,160 @@
+// shmbus-test-worker — the producer and consumer processes of the multi-process tests.
+//
+//   shmbus-test-worker produce BUS TOPIC PRODUCER_ID COUNT MAX_BODY
+//   shmbus-test-worker consume BUS TOPIC PRODUCERS COUNT_EACH TIMEOUT_S
+//   shmbus-test-worker end BUS TOPIC
+//
+// `end`, run after every producer has exited, publishes the end marker that
+// tells consumers to stop: on `overwrite`, a producer's last messages may be
+// overwritten by other producers' later ones, so "got every last message"
+// cannot be the end condition.
+//
+// A consumer checks every message (message_check.hpp): sender, order per
+// sender, content checksum, and at the end the count. On an `overwrite` topic
+// a gap in a sender's sequence is allowed only across a Lagged result, and is
+// counted as lost. Exit 0 when everything checks; otherwise it prints what
+// went wrong and exits 1. Setup errors exit 2.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "message_check.hpp"
+#include "shmbus/shmbus.hpp"
+
+using namespace shmbus;
+using shmbus::testing::CheckHeader;
+
+namespace {
+
+constexpr std::uint32_t kEndMarker = 0xffffffff;
+
+int publish_end(const char* bus, const char* topic) {
+  auto p = Producer::open(bus, topic);
+  if (!p) {
+    std::fprintf(stderr, "end: %s\n", p.error().message.c_str());
+    return 2;
+  }
+  CheckHeader h{kEndMarker, 0, 0, testing::fnv1a({})};
+  for (;;) {
+    Status s = p->offer(std::as_bytes(std::span(&h, 1)));
+    if (s == Status::Ok) return 0;
+    if (s != Status::Full) return 1;
+    ::sched_yield();
+  }
+}
+
+int produce(const char* bus, const char* topic, std::uint32_t id, std::uint64_t count,
+            std::uint32_t max_body) {
+  auto p = Producer::open(bus, topic);
+  if (!p) {
+    std::fprintf(stderr, "producer %u: %s\n", id, p.error().message.c_str());
+    return 2;
+  }
+  std::vector<std::byte> msg;
+  for (std::uint64_t seq = 0; seq < count; ++seq) {
+    testing::make_message(id, seq, max_body, msg);
+    for (;;) {
+      Status s = p->offer(msg);
+      if (s == Status::Ok) break;
+      if (s != Status::Full) {
+        std::fprintf(stderr, "producer %u: offer: %s\n", id, to_string(s));
+        return 1;
+      }
+      ::sched_yield();
+    }
+  }
+  return 0;
+}
+
+int consume(const char* bus, const char* topic, std::uint32_t producers, std::uint64_t count,
+            int timeout_s) {
+  ConsumerOptions o;
+  o.start = ConsumerOptions::Start::Earliest;
+  auto c = Consumer::open(bus, topic, o);
+  if (!c) {
+    std::fprintf(stderr, "consumer: %s\n", c.error().message.c_str());
+    return 2;
+  }
+  std::vector<std::uint64_t> next(producers, 0);    // next expected seq per producer
+  std::vector<bool> gap_allowed(producers, false);  // a Lagged happened since its last message
+  std::uint64_t received = 0, lost = 0, lagged = 0;
+  bool ended = false;
+  std::string failure;
+  auto handler = [&](const Message& m) {
+    CheckHeader h;
+    if (!failure.empty() || ended) return;
+    if (testing::check_message(m.payload, h) && h.producer == kEndMarker) {
+      ended = true;  // every producer is done: what we did not get was lost, or a bug
+      for (std::uint32_t k = 0; k < producers; ++k) {
+        if (next[k] != count && !gap_allowed[k])
+          failure = "producer " + std::to_string(k) + ": only " + std::to_string(next[k]) + " of " +
+                    std::to_string(count) + " messages, with no Lagged since";
+        lost += count - next[k];
+      }
+      return;
+    }
+    if (!testing::check_message(m.payload, h) || h.producer >= producers) {
+      failure = "damaged message at position " + std::to_string(m.position);
+      return;
+    }
+    std::uint64_t& want = next[h.producer];
+    if (h.seq != want && !(h.seq > want && gap_allowed[h.producer])) {
+      failure = "producer " + std::to_string(h.producer) + ": got seq " + std::to_string(h.seq) +
+                ", expected " + std::to_string(want);
+      return;
+    }
+    lost += h.seq - want;
+    want = h.seq + 1;
+    gap_allowed[h.producer] = false;
+    ++received;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (!ended && failure.empty()) {
+    PollResult r = c->poll_wait(handler, 256, std::chrono::milliseconds(100));
+    if (r.status == Status::Lagged) {
+      ++lagged;
+      gap_allowed.assign(producers, true);
+    } else if (r.status != Status::Ok && r.status != Status::Timeout) {
+      failure = std::string("poll: ") + to_string(r.status);
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      auto info = Topic::describe(bus, topic);
+      failure = "timed out at position " + std::to_string(c->position()) + ", tail " +
+                (info ? std::to_string(info->partitions[0].tail) : info.error().message);
+    }
+  }
+  std::printf("consumer %d: received %llu lost %llu lagged %llu\n", static_cast<int>(::getpid()),
+              static_cast<unsigned long long>(received), static_cast<unsigned long long>(lost),
+              static_cast<unsigned long long>(lagged));
+  if (failure.empty() && received + lost != count * producers)
+    failure = "count: received " + std::to_string(received) + " + lost " + std::to_string(lost) +
+              " != " + std::to_string(count * producers);
+  if (!failure.empty()) {
+    std::fprintf(stderr, "consumer %d FAILED: %s\n", static_cast<int>(::getpid()), failure.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "produce" && argc == 7)
+    return produce(argv[2], argv[3], static_cast<std::uint32_t>(std::stoul(argv[4])),
+                   std::stoull(argv[5]), static_cast<std::uint32_t>(std::stoul(argv[6])));
+  if (mode == "consume" && argc == 7)
+    return consume(argv[2], argv[3], static_cast<std::uint32_t>(std::stoul(argv[4])),
+                   std::stoull(argv[5]), std::stoi(argv[6]));
+  if (mode == "end" && argc == 4) return publish_end(argv[2], argv[3]);
+  std::fprintf(stderr,
+               "usage: %s produce BUS TOPIC PRODUCER_ID COUNT MAX_BODY\n"
+               "       %s consume BUS TOPIC PRODUCERS COUNT_EACH TIMEOUT_S\n"
+               "       %s end BUS TOPIC\n",
+               argv[0], argv[0], argv[0]);
+  return 2;
+}
