@@ -1,5 +1,6 @@
 #include "log/ring.hpp"
 
+#include <sched.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -81,12 +82,15 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
   if (o.placement.kind != Placement::Kind::Anywhere) {
     auto topo = shm::Topology::host();
     if (!topo) return topo.error();
-    auto chosen = topo->choose_node(o.placement, sched_getcpu());
+    auto chosen = topo->choose_node(o.placement, ::sched_getcpu());
     if (!chosen) return chosen.error();
     node = *chosen;
   }
-  shm::MapOptions map{
-      .writable = true, .prefault = o.prefault, .huge_pages = o.huge_pages, .lock = o.lock_memory};
+  shm::MapOptions map{.writable = true,
+                      .prefault = o.prefault,
+                      .huge_pages = o.huge_pages,
+                      .lock = o.lock_memory,
+                      .numa_node = node};
   auto ring = shm::create_file(
       ring_path(dir, topic, partition), shm::FileKind::Ring, data_offset + capacity,
       static_cast<std::uint32_t>(data_offset), o.mode, map, [&](std::byte* base) {
@@ -107,12 +111,6 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
         };
       });
   if (!ring) return ring.error();
-  if (node >= 0) {
-    auto topo = shm::Topology::host();
-    if (!topo) return topo.error();
-    if (auto bound = topo->bind_memory(ring->data(), ring->size(), node); !bound)
-      return bound.error();
-  }
   const std::uint64_t cursor_bytes =
       align_up(sizeof(CursorHeader) + std::uint64_t{o.max_consumers} * sizeof(CursorSlot), 4096);
   auto cur = shm::create_file(cursor_path(dir, topic, partition), shm::FileKind::Cursors,

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <utility>
 
+#include "shm/placement.hpp"
 #include "shm/process.hpp"
 
 namespace shmbus::shm {
@@ -26,12 +27,32 @@ std::string hex(std::uint64_t v) {
   return b;
 }
 
-Result<Mapping> map_fd(int fd, const std::string& path, std::size_t bytes, const MapOptions& opt) {
+// Maps `fd`; `reserve` (creation only) binds the pages to a node and then
+// allocates them, before anything touches them.
+Result<Mapping> map_fd(int fd, const std::string& path, std::size_t bytes, const MapOptions& opt,
+                       bool reserve = false) {
   int prot = PROT_READ | (opt.writable ? PROT_WRITE : 0);
-  int flags = MAP_SHARED | (opt.prefault ? MAP_POPULATE : 0);
+  int flags = MAP_SHARED | (opt.prefault && !reserve ? MAP_POPULATE : 0);
   void* base = ::mmap(nullptr, bytes, prot, flags, fd, 0);
   if (base == MAP_FAILED) return sys_error(errno, "mmap of " + path);
   Mapping m(base, bytes);
+  if (reserve) {
+    if (opt.numa_node >= 0) {
+      auto topo = Topology::host();
+      if (!topo) return topo.error();
+      if (auto bound = topo->bind_memory(base, bytes, opt.numa_node); !bound) return bound.error();
+    }
+    if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0)
+      return sys_error(err, "cannot reserve " + std::to_string(bytes) + " bytes for " + path +
+                                " (is /dev/shm full? see df -h /dev/shm)");
+    if (opt.prefault && ::madvise(base, bytes, MADV_POPULATE_WRITE) != 0) {
+      if (errno != EINVAL) return sys_error(errno, "cannot prefault " + path);
+      // Kernels before 5.14: touch every page (the pages exist; this maps them).
+      const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+      for (std::size_t off = 0; off < bytes; off += page)
+        static_cast<volatile std::byte*>(base)[off] = std::byte{0};
+    }
+  }
   if (opt.huge_pages && ::madvise(base, bytes, MADV_HUGEPAGE) != 0)
     return sys_error(errno, "madvise(MADV_HUGEPAGE) on " + path +
                                 " (is transparent_hugepage/shmem_enabled 'advise' or 'always'?)");
@@ -116,13 +137,11 @@ Result<Mapping> create_file_raw(const std::string& path, FileKind kind, std::siz
     }
   } cleanup{fd, tmp};
   if (::fchmod(fd, mode) != 0) return sys_error(errno, "chmod of " + tmp);
-  // Reserve every page now: a full /dev/shm must fail here, not SIGBUS a producer later.
-  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0)
-    return sys_error(err, "cannot reserve " + std::to_string(bytes) + " bytes for " + path +
-                              " (is /dev/shm full? see df -h /dev/shm)");
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) return sys_error(errno, "resize of " + tmp);
   MapOptions rw = map;
   rw.writable = true;
-  auto mapped = map_fd(fd, path, bytes, rw);
+  // Every page is reserved now: a full /dev/shm fails here, not with a SIGBUS in a producer.
+  auto mapped = map_fd(fd, path, bytes, rw, /*reserve=*/true);
   if (!mapped) return mapped.error();
 
   auto* h = reinterpret_cast<FileHeader*>(mapped->data());

@@ -71,6 +71,7 @@ struct MapOptions {
   bool prefault = true;
   bool huge_pages = false;
   bool lock = false;
+  int numa_node = -1;  // create_file: bind the pages to this node (-1: anywhere)
 };
 
 // A mapped file. Move-only; unmaps on destruction.
@@ -94,7 +95,8 @@ class Mapping {
 };
 
 // Creates `path` atomically with `bytes` of zeros (space reserved up front, so a
-// full /dev/shm is an error here and not a SIGBUS later), lets `init` write the
+// full /dev/shm is an error here and not a SIGBUS later; reserved after the
+// NUMA binding, so that the pages are allocated on the bound node), lets `init` write the
 // contents (the FileHeader is filled in before init runs), then links it into
 // place. Fails if `path` exists.
 template <class Init>

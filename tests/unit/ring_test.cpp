@@ -273,3 +273,27 @@ TEST_F(RingTest, ConsumerSlotsAreLimitedAndReused) {
 
 }  // namespace
 }  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+class PlacementRingTest : public testing::TestBus {};
+
+TEST_F(PlacementRingTest, TopicMemoryIsBoundToTheNodeAsked) {
+  TopicOptions o;
+  o.segment_bytes = 4096;
+  o.placement = {Placement::Kind::Node, 0};
+  auto made = Topic::create(bus, "on0", o);
+  if (!made && made.error().code == EPERM) GTEST_SKIP() << made.error().message;
+  ASSERT_TRUE(made) << made.error().message;
+  o.placement = {Placement::Kind::CallerNode, -1};
+  ASSERT_TRUE(Topic::create(bus, "here", o));
+  o.placement = {Placement::Kind::Node, 99};
+  auto bad = Topic::create(bus, "nowhere", o);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("NUMA node 99"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(Topic::describe(bus, "nowhere")) << "nothing is left behind";
+}
+
+}  // namespace
+}  // namespace shmbus
