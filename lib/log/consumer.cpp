@@ -153,15 +153,22 @@ struct Consumer::Impl {
       return Error{EINVAL, "seek to " + std::to_string(q) + " on " + ring.name() +
                                ": not a multiple of the frame alignment " +
                                std::to_string(ring.alignment())};
-    // Publish first, then read the tail: the join protocol of layout.hpp.
-    atomic(slot->position).store(q, std::memory_order_seq_cst);
-    const std::uint64_t t = ring.tail().load(std::memory_order_seq_cst);
-    if (q > t || q < ring.oldest_intact(t)) {
-      atomic(slot->position).store(published, std::memory_order_release);
+    auto outside = [&](std::uint64_t t) {
       return Error{ERANGE, "seek to " + std::to_string(q) + " on " + ring.name() +
                                ": outside the ring, which holds [" +
                                std::to_string(ring.oldest_intact(t)) + ", " + std::to_string(t) +
                                ")"};
+    };
+    // Never publish a cursor past the tail: a producer could cache a gate
+    // above our real position.
+    if (const std::uint64_t t = ring.tail().load(std::memory_order_acquire); q > t)
+      return outside(t);
+    // Publish first, then read the tail: the join protocol of layout.hpp.
+    atomic(slot->position).store(q, std::memory_order_seq_cst);
+    const std::uint64_t t = ring.tail().load(std::memory_order_seq_cst);
+    if (q < ring.oldest_intact(t)) {
+      atomic(slot->position).store(published, std::memory_order_release);
+      return outside(t);
     }
     position = published = q;
     if (t > safe_from) safe_from = t;
@@ -185,6 +192,10 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
   // Active (seq_cst), then read the tail as T_join.
   const shm::ProcessId me = shm::self();
   const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
+  if (t0 % r.alignment() != 0)  // frames are aligned, so the tail is: only damage does this
+    return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +
+                             std::to_string(t0) + " is not a multiple of the frame alignment " +
+                             std::to_string(r.alignment())};
   for (std::uint32_t i = 0; i < r.max_consumers() && impl->slot == nullptr; ++i) {
     log::CursorSlot& s = r.cursor_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);

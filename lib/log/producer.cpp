@@ -121,10 +121,12 @@ struct Producer::Impl {
         position = x;
         return Status::Ok;
       }
-      // Crossed a segment end: pad it all, and claim the rest of the segment
-      // we ended in plus the frame (right unless another producer gets there first).
+      // Crossed a segment end: pad it all and claim again where we ended: the
+      // frame alone if it fits before the next segment end, else the rest of
+      // the segment plus the frame (right unless another producer gets there first).
       pad_range(p, p + k);
-      k = ring.segment_left(p + k) + n;
+      const std::uint64_t left_after = ring.segment_left(p + k);
+      k = left_after >= n ? n : left_after + n;
     }
   }
 

@@ -256,6 +256,14 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     // committed already (a frame or a boundary PAD) is skipped, not overwritten.
     std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
     const std::uint64_t end = p + atomic(s.claim_bytes).load(std::memory_order_relaxed);
+    // A producer that died waiting for room (`block`) holds a claim a ring
+    // ahead of unread frames: padding it now would overwrite them. Leave it
+    // to a later reap, once the consumers have read up to it.
+    if (policy_ == Policy::Block &&
+        end > gate(tail().load(std::memory_order_acquire), &s, true) + capacity_) {
+      atomic(s.control).store(c, std::memory_order_release);
+      continue;
+    }
     while (p < end && end - p <= segment_bytes_ * 2) {
       FrameHeader* f = frame_at(p);
       if (atomic(f->commit).load(std::memory_order_acquire) == commit_word(p)) {

@@ -95,9 +95,15 @@ class ThreadedTest : public testing::TestBus {
   }
 };
 
-TEST_F(ThreadedTest, BlockBusySpin) { run(Policy::Block, WaitStrategy::BusySpin); }
-TEST_F(ThreadedTest, BlockSpinYield) { run(Policy::Block, WaitStrategy::SpinYield); }
-TEST_F(ThreadedTest, BlockFutex) { run(Policy::Block, WaitStrategy::Futex); }
+TEST_F(ThreadedTest, BlockBusySpin) {
+  run(Policy::Block, WaitStrategy::BusySpin);
+}
+TEST_F(ThreadedTest, BlockSpinYield) {
+  run(Policy::Block, WaitStrategy::SpinYield);
+}
+TEST_F(ThreadedTest, BlockFutex) {
+  run(Policy::Block, WaitStrategy::Futex);
+}
 
 TEST_F(ThreadedTest, Overwrite) {
 #if defined(__SANITIZE_THREAD__)

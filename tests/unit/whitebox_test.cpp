@@ -146,11 +146,6 @@ shm::ProcessId exited_process() {
   return id;
 }
 
-bool known_bugs_enabled() {
-  const char* v = std::getenv("SHMBUS_RUN_KNOWN_BUGS");
-  return v != nullptr && *v != '\0' && *v != '0';
-}
-
 class WhiteboxTest : public testing::TestBus {
  protected:
   std::optional<log::Ring> open_ring(std::string_view topic = "t") {
@@ -328,10 +323,6 @@ TEST_F(WhiteboxTest, SegmentEndPadding) {
 // A shared (fetch_add) producer that crosses a segment end pads the overhang;
 // its next frame should then go right after it, not a segment further.
 TEST_F(WhiteboxTest, SharedProducerFillsTheSegmentAfterACrossing) {
-  if (!known_bugs_enabled())
-    GTEST_SKIP() << "bug: Producer::Impl::acquire (lib/log/producer.cpp) re-claims "
-                    "segment_left(p + k) + n after a crossing even when the frame fits: "
-                    "each crossing wastes most of a segment (set SHMBUS_RUN_KNOWN_BUGS=1)";
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto c = Consumer::open(bus, "t");
   auto p = Producer::open(bus, "t");
@@ -699,10 +690,6 @@ TEST_F(WhiteboxTest, DeadProducerClaimIsPaddedOver) {
 // ahead of an unread frame) must not be padded over before that frame is
 // read: the PAD lands on the unread frame.
 TEST_F(WhiteboxTest, DeadProducerWaitingForRoomIsNotPaddedOverUnreadData) {
-  if (!known_bugs_enabled())
-    GTEST_SKIP() << "bug: Ring::reap_dead_producers (lib/log/ring.cpp) pads a dead claim "
-                    "without the back-pressure check; on block it overwrites unread frames "
-                    "and the consumer stalls for good (set SHMBUS_RUN_KNOWN_BUGS=1)";
   const shm::ProcessId dead = exited_process();
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto ring = open_ring();
