@@ -21,6 +21,10 @@ struct PartitionInfo {
   std::uint32_t producers = 0;
   std::uint32_t consumers = 0;
   std::vector<std::uint64_t> consumer_positions;  // of active consumers
+  // A snapshot for monitoring (shmbus stat), read without stopping anyone.
+  std::uint64_t oldest = 0;                  // the oldest position still in the ring
+  std::vector<std::uint32_t> producer_pids;  // of active producers
+  std::vector<std::uint32_t> consumer_pids;  // of active consumers, as consumer_positions
 };
 
 struct TopicInfo {

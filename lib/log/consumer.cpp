@@ -55,8 +55,7 @@ struct Consumer::Impl {
 
   void publish_cursor() noexcept {
     if (position == published) return;
-    atomic(slot->position)
-        .store(position, std::memory_order_release);  // SYNC POINT: producer's min_active_cursor
+    atomic(slot->position).store(position, std::memory_order_release);  // SYNC POINT: Ring::gate
     published = position;
   }
 
@@ -81,6 +80,7 @@ struct Consumer::Impl {
       const std::uint64_t room = ring.segment_left(p) - sizeof(FrameHeader);
       const bool copy = copying(p);
       if (h.length > room) {
+        std::atomic_thread_fence(std::memory_order_acquire);  // the header copy before the tail
         r.status = copy && overrun(p) ? lagged(p) : Status::Corrupt;
         break;
       }
@@ -120,7 +120,10 @@ struct Consumer::Impl {
   std::byte* copy_buffer() noexcept { return copy.data(); }
 
   PollResult poll_wait(Handler handler, std::uint32_t max, std::chrono::nanoseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto now = std::chrono::steady_clock::now();
+    const auto deadline = timeout >= std::chrono::steady_clock::time_point::max() - now
+                              ? std::chrono::steady_clock::time_point::max()
+                              : now + timeout;
     log::Backoff backoff(options.wait);
     for (;;) {
       PollResult r = poll(handler, max);
@@ -196,25 +199,34 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
     return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +
                              std::to_string(t0) + " is not a multiple of the frame alignment " +
                              std::to_string(r.alignment())};
-  for (std::uint32_t i = 0; i < r.max_consumers() && impl->slot == nullptr; ++i) {
-    log::CursorSlot& s = r.cursor_slot(i);
-    std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-    if (log::state_of(c) != SlotState::Free) continue;
-    const std::uint64_t gen = log::generation_of(c) + 1;
-    if (!atomic(s.control).compare_exchange_strong(c, log::make_control(SlotState::Joining, gen),
-                                                   std::memory_order_acq_rel))
-      continue;
-    atomic(s.pid).store(me.pid, std::memory_order_relaxed);
-    atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
-    atomic(s.position).store(t0, std::memory_order_relaxed);
-    impl->slot_control = log::make_control(SlotState::Active, gen);
-    atomic(s.control).store(impl->slot_control, std::memory_order_seq_cst);
-    impl->slot = &s;
-  }
-  if (impl->slot == nullptr)
+  auto join = [&]() -> bool {
+    for (std::uint32_t i = 0; i < r.max_consumers(); ++i) {
+      log::CursorSlot& s = r.cursor_slot(i);
+      std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+      if (log::state_of(c) != SlotState::Free) continue;
+      const std::uint64_t gen = log::generation_of(c) + 1;
+      std::uint64_t joining = log::make_control(SlotState::Joining, gen);
+      if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel))
+        continue;
+      atomic(s.pid).store(me.pid, std::memory_order_relaxed);
+      atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+      atomic(s.position).store(t0, std::memory_order_relaxed);
+      const std::uint64_t mine = log::make_control(SlotState::Active, gen);
+      // seq_cst: the join protocol. Fails only if a reaper took the slot
+      // while our pid was not yet in it.
+      if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_seq_cst))
+        continue;
+      impl->slot = &s;
+      impl->slot_control = mine;
+      return true;
+    }
+    return false;
+  };
+  // No free slot: slots of consumers that died (kill -9) are taken back first.
+  if (!join() && (r.reap_dead_consumers(UINT64_MAX) == 0 || !join()))
     return Error{EBUSY, "topic partition " + r.name() + " has all " +
                             std::to_string(r.max_consumers()) +
-                            " consumer slots taken (raise max_consumers)"};
+                            " consumer slots taken by live consumers (raise max_consumers)"};
   const std::uint64_t t_join = r.tail().load(std::memory_order_seq_cst);
   impl->safe_from = t_join;
   impl->published = t0;

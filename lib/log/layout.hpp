@@ -36,7 +36,8 @@
 //
 //   producer                                   consumer at position p
 //   --------                                   ----------------------
-//   1 claim: p = tail.fetch_add(n)             1 c = commit(p).load(acquire)
+//   0 announce claim_floor (seq_cst)           1 c = commit(p).load(acquire)
+//   1 claim: p = tail.fetch_add(n)
 //     (exclusive: local p; tail.store(p+n))       c == p^salt: frame ready (one line)
 //     release fence: tail before any byte         else "not ready here": only now read
 //   2 block: wait until p+n-capacity <=              tail to tell "unwritten" from "lapped"
@@ -46,6 +47,12 @@
 //     SYNC POINT with consumer step 1              p + capacity means the copy may be torn
 //   5 seq_cst fence; if waiters: wake          4 cursor.store(p_next, release) per batch
 //                                                SYNC POINT with producer step 2
+//
+// No producer laps another's open claim (either policy): a producer
+// descheduled between its fetch_add and its writes would otherwise store into
+// newer frames that readers have already validated. So a producer announces a
+// lower bound of its claim (ProducerSlot::claim_floor, seq_cst) before the
+// fetch_add, and the gate below includes the floors of other producers.
 //
 // Back-pressure (`block`): a producer may write [p, p+n) only when
 // p + n - capacity <= G, G the minimum position of ACTIVE cursors. G is cached
@@ -104,7 +111,8 @@ static_assert(sizeof(RingConfig) == 64);
 
 // Slot states; a slot's control word is state | generation << 8, so a
 // compare-and-swap on it cannot confuse a slot's old owner with its new one.
-enum class SlotState : std::uint8_t { Free = 0, Joining = 1, Active = 2, Evicted = 3 };
+// Joining: taken, being filled in (or being reaped); invisible to gating.
+enum class SlotState : std::uint8_t { Free = 0, Joining = 1, Active = 2 };
 inline constexpr SlotState state_of(std::uint64_t control) {
   return static_cast<SlotState>(control & 0xff);
 }
@@ -115,18 +123,31 @@ inline constexpr std::uint64_t generation_of(std::uint64_t control) {
   return control >> 8;
 }
 
-// A producer's registration and its open claim, so that whoever finds the
-// producer dead can pad over [claim_position, claim_position + claim_bytes).
+// A producer's registration and its open claim.
+//
+// Two records of the claim, for two readers:
+//   claim_floor   (other producers' Ring::gate) a LOWER BOUND of the open
+//                 claim's position, announced (seq_cst) before the fetch_add
+//                 that makes the claim, stored as position | 1 so that 0 (a
+//                 zeroed slot) means "no open claim";
+//   claim_position, claim_bytes   (a reaper, after the owner died) the exact
+//                 claim, stored after the fetch_add; claim_bytes 0 = none.
+// A producer that dies between its fetch_add and the exact record leaves a
+// hole no reaper knows of; the daemon's unblocker finds it by scanning.
 struct alignas(kFalseSharingRange) ProducerSlot {
-  std::uint64_t control;  // CAS by producers joining / leaving
+  std::uint64_t control;  // Free -> Joining -> Active by CAS; back to Free by CAS
   std::uint32_t pid;
   std::uint32_t reserved0;
   std::uint64_t start_time;
-  std::uint64_t claim_position;  // producer-only, relaxed: read only after the owner died
-  std::uint64_t claim_bytes;     // 0 = no open claim
+  std::uint64_t claim_position;  // producer: relaxed, then claim_bytes with release
+  std::uint64_t claim_bytes;     // reaper: acquire, then claim_position
+  std::uint64_t claim_floor;     // producer: seq_cst; other producers: seq_cst
 };
 static_assert(sizeof(ProducerSlot) == 128);
 static_assert(offsetof(ProducerSlot, claim_position) == 24);
+static_assert(offsetof(ProducerSlot, claim_bytes) == 32);
+static_assert(offsetof(ProducerSlot, claim_floor) == 40);
+inline constexpr std::uint64_t kNoClaimFloor = 0;
 
 struct alignas(kFalseSharingRange) RingHeader {
   shm::FileHeader file;  // 0
@@ -148,7 +169,7 @@ struct CursorConfig {
 static_assert(sizeof(CursorConfig) == 64);
 
 struct alignas(kFalseSharingRange) CursorSlot {
-  std::uint64_t position;  // consumer: store release per batch; producers: load acquire
+  std::uint64_t position;  // consumer: store release per batch; Ring::gate: load acquire
   std::uint64_t control;   // SlotState | generation; CAS
   std::uint32_t pid;
   std::uint32_t reserved0;

@@ -27,7 +27,6 @@ struct Producer::Impl {
   std::uint64_t slot_control = 0;
   ProducerOptions options;
   bool block = false;
-  bool exclusive = false;
   // `block`: a claim whose end is <= gating_limit may go without looking at
   // the cursors (gating_limit = cached minimum cursor + capacity).
   std::uint64_t gating_limit = 0;
@@ -40,15 +39,13 @@ struct Producer::Impl {
   ~Impl() {
     if (slot == nullptr) return;
     if (open_claim != kNoClaim) {
-      FrameHeader* f = ring.frame_at(open_claim);
-      f->type = FrameType::Pad;
-      f->flags = 0;
-      ring.publish(f, open_claim);
+      Claim c{{}, open_claim};
+      (void)finish(c, false);
     }
-    atomic(slot->claim_bytes).store(0, std::memory_order_relaxed);
+    std::uint64_t c = slot_control;
     atomic(slot->control)
-        .store(log::make_control(SlotState::Free, log::generation_of(slot_control)),
-               std::memory_order_release);
+        .compare_exchange_strong(c, log::make_control(SlotState::Free, log::generation_of(c)),
+                                 std::memory_order_acq_rel);
   }
 
   // Recomputes the cached gating limit; true when [.., end) may be written.
@@ -77,16 +74,18 @@ struct Producer::Impl {
   }
 
   // Claims `n` bytes (a multiple of the alignment) that do not cross a
-  // segment end. Returns the position, or Full.
+  // segment end. Returns the position, or Full, or Corrupt when the shared
+  // tail is not aligned (only damage does that; nothing is written then).
   Status acquire(std::uint64_t n, std::uint64_t& position) noexcept {
     auto tail = ring.tail();
     std::uint64_t k = n;  // bytes to claim (multi-producer): the frame, maybe after padding
     for (;;) {
-      if (exclusive) {
+      if (ring.exclusive()) {
         const std::uint64_t p = local_tail;
         const std::uint64_t left = ring.segment_left(p);
         const std::uint64_t take = n <= left ? n : left;  // pad to the segment end first
         if (block && p + take > gating_limit && !has_room(p + take, p)) return Status::Full;
+        record_claim(p, take);  // before the tail moves: a reaper must know of it
         local_tail = p + take;
         // Advance the tail before writing a byte: overwrite readers check it after copying.
         tail.store(local_tail, std::memory_order_relaxed);
@@ -95,7 +94,6 @@ struct Producer::Impl {
           ring.write_pad(p, take);
           continue;
         }
-        note_claim(p, n);
         position = p;
         return Status::Ok;
       }
@@ -103,14 +101,18 @@ struct Producer::Impl {
       // A pre-check, so that Full costs nothing irrevocable. Another producer
       // may still claim in between; then wait_for_room waits briefly.
       if (block && t + k > gating_limit && !has_room(t + k, t)) return Status::Full;
-      // Announce the claim before making it, with a lower bound of its
-      // position, so that no producer can lap it unseen (Ring::gate).
-      atomic(slot->claim_bytes).store(k, std::memory_order_relaxed);
-      atomic(slot->claim_position).store(t, std::memory_order_seq_cst);
-      // The claim: one fetch_add. seq_cst also orders it before our payload
-      // stores (overwrite readers) and before the slot loads in has_room().
+      // Announce a lower bound of the claim before making it, so that no
+      // producer can lap it unseen (layout.hpp, Ring::gate).
+      atomic(slot->claim_floor).store(t | 1, std::memory_order_seq_cst);
       const std::uint64_t p = tail.fetch_add(k, std::memory_order_seq_cst);
-      atomic(slot->claim_position).store(p, std::memory_order_relaxed);  // raises the bound
+      // The tail before any byte we write (overwrite readers check it after copying).
+      std::atomic_thread_fence(std::memory_order_release);
+      if (p % ring.alignment() != 0) {
+        atomic(slot->claim_floor).store(log::kNoClaimFloor, std::memory_order_release);
+        return Status::Corrupt;
+      }
+      record_claim(p, k);
+      atomic(slot->claim_floor).store(p | 1, std::memory_order_relaxed);  // raises the bound
       if (p + k > gating_limit) wait_for_room(p + k);
       // The frame goes at p, or at the next segment start if it does not fit
       // before it; what is left of [p, p + k) becomes padding.
@@ -125,6 +127,7 @@ struct Producer::Impl {
       // frame alone if it fits before the next segment end, else the rest of
       // the segment plus the frame (right unless another producer gets there first).
       pad_range(p, p + k);
+      end_claim();
       const std::uint64_t left_after = ring.segment_left(p + k);
       k = left_after >= n ? n : left_after + n;
     }
@@ -139,15 +142,21 @@ struct Producer::Impl {
     }
   }
 
-  // Records the open claim so that a reaper can pad it if we die.
-  void note_claim(std::uint64_t p, std::uint64_t n) noexcept {
+  // The exact claim, for a reaper if we die (layout.hpp, ProducerSlot).
+  void record_claim(std::uint64_t p, std::uint64_t n) noexcept {
     atomic(slot->claim_position).store(p, std::memory_order_relaxed);
-    atomic(slot->claim_bytes).store(n, std::memory_order_relaxed);
+    atomic(slot->claim_bytes).store(n, std::memory_order_release);
+  }
+  // Release: our frame's bytes before a producer that sees "no claim" laps them.
+  void end_claim() noexcept {
+    atomic(slot->claim_bytes).store(0, std::memory_order_release);
+    atomic(slot->claim_floor).store(log::kNoClaimFloor, std::memory_order_release);
   }
 
   Status claim(std::size_t payload, std::string_view key, std::span<const Property> props,
                Claim& out) noexcept {
     if (open_claim != kNoClaim) return Status::Invalid;
+    if (payload > ring.max_body()) return Status::TooLarge;  // before any sum can wrap
     std::uint64_t body = payload;
     std::uint16_t flags = 0;
     if (!key.empty()) {
@@ -207,12 +216,12 @@ struct Producer::Impl {
   Status finish(Claim& c, bool keep) noexcept {
     if (open_claim == kNoClaim || c.position != open_claim) return Status::Invalid;
     FrameHeader* f = ring.frame_at(c.position);
-    if (!keep) {
+    if (!keep) {  // abort: the frame becomes padding of the same size
       f->type = FrameType::Pad;
       f->flags = 0;
     }
     ring.publish(f, c.position);
-    atomic(slot->claim_bytes).store(0, std::memory_order_relaxed);
+    end_claim();
     open_claim = kNoClaim;
     c = Claim{};
     return Status::Ok;
@@ -235,33 +244,52 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   impl->ring = std::move(ring).value();
   impl->options = options;
   impl->block = impl->ring.policy() == Policy::Block;
-  impl->exclusive = impl->ring.exclusive();
   log::Ring& r = impl->ring;
   r.reap_dead_producers();  // pads what crashed producers left open
 
+  // Join: Free -> Joining (invisible to reapers' padding and to gating),
+  // fill in who we are, then Joining -> Active. An exclusive topic has one
+  // slot in use: slot 0.
   const shm::ProcessId me = shm::self();
-  for (std::uint32_t i = 0; i < r.max_producers() && impl->slot == nullptr; ++i) {
+  const std::uint32_t slots = impl->ring.exclusive() ? 1 : r.max_producers();
+  for (std::uint32_t i = 0; i < slots && impl->slot == nullptr; ++i) {
     log::ProducerSlot& s = r.producer_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-    if (impl->exclusive && log::state_of(c) != SlotState::Free)
-      return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " +
-                              std::to_string(atomic(s.pid).load(std::memory_order_relaxed)) +
-                              " holds it"};
-    if (log::state_of(c) != SlotState::Free) continue;
-    const std::uint64_t mine = log::make_control(SlotState::Active, log::generation_of(c) + 1);
-    if (!atomic(s.control).compare_exchange_strong(c, mine, std::memory_order_acq_rel)) continue;
+    const std::uint64_t gen = log::generation_of(c) + 1;
+    if (log::state_of(c) != SlotState::Free ||
+        !atomic(s.control).compare_exchange_strong(c, log::make_control(SlotState::Joining, gen),
+                                                   std::memory_order_acq_rel)) {
+      if (impl->ring.exclusive())
+        return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " +
+                                std::to_string(atomic(s.pid).load(std::memory_order_relaxed)) +
+                                " holds it"};
+      continue;
+    }
     atomic(s.pid).store(me.pid, std::memory_order_relaxed);
     atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
     atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
+    atomic(s.claim_floor).store(log::kNoClaimFloor, std::memory_order_relaxed);
+    std::uint64_t joining = log::make_control(SlotState::Joining, gen);
+    const std::uint64_t mine = log::make_control(SlotState::Active, gen);
+    // Fails only if a reaper took the slot while our pid was not yet in it.
+    if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_acq_rel)) {
+      if (impl->ring.exclusive())
+        return Error{
+            EBUSY, "topic partition " + r.name() + " is exclusive and another producer is joining"};
+      continue;
+    }
     impl->slot = &s;
     impl->slot_control = mine;
-    if (impl->exclusive) break;
   }
   if (impl->slot == nullptr)
     return Error{EBUSY, "topic partition " + r.name() + " has all " +
                             std::to_string(r.max_producers()) +
                             " producer slots taken (raise max_producers)"};
   impl->local_tail = r.tail().load(std::memory_order_acquire);
+  if (impl->local_tail % r.alignment() != 0)
+    return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +
+                             std::to_string(impl->local_tail) +
+                             " is not a multiple of the frame alignment"};
   return Producer(std::move(impl));
 }
 

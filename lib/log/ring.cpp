@@ -215,23 +215,31 @@ std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
   for (std::uint32_t i = 0; !exclusive_ && i < max_producers_; ++i) {
     ProducerSlot& s = producer_slot(i);
     if (&s == self) continue;
-    // Position first: its seq_cst store follows the store of claim_bytes.
-    const std::uint64_t at = atomic(s.claim_position).load(std::memory_order_seq_cst);
-    if (atomic(s.claim_bytes).load(std::memory_order_acquire) != 0) g = std::min(g, at);
+    const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_seq_cst);
+    if (floor != kNoClaimFloor) g = std::min(g, floor & ~std::uint64_t{1});
   }
   return g;
 }
+
+namespace {
+// A slot is reapable when it is taken (Active, or Joining: being filled in or
+// being reaped by someone who may have died too) and its owner is dead.
+bool owner_dead(SlotState state, std::uint32_t& pid, std::uint64_t& start) {
+  if (state != SlotState::Active && state != SlotState::Joining) return false;
+  return !shm::alive(
+      {atomic(pid).load(std::memory_order_relaxed), atomic(start).load(std::memory_order_relaxed)});
+}
+}  // namespace
 
 std::uint32_t Ring::reap_dead_consumers(std::uint64_t below) const noexcept {
   std::uint32_t freed = 0;
   for (std::uint32_t i = 0; i < max_consumers_; ++i) {
     CursorSlot& s = cursor_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-    if (state_of(c) != SlotState::Active) continue;
-    if (atomic(s.position).load(std::memory_order_acquire) >= below) continue;
-    shm::ProcessId owner{atomic(s.pid).load(std::memory_order_relaxed),
-                         atomic(s.start_time).load(std::memory_order_relaxed)};
-    if (shm::alive(owner)) continue;
+    if (state_of(c) == SlotState::Active &&
+        atomic(s.position).load(std::memory_order_acquire) >= below)
+      continue;
+    if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
     // The CAS on the whole control word fails if the slot changed owner meanwhile.
     if (atomic(s.control).compare_exchange_strong(
             c, make_control(SlotState::Free, generation_of(c)), std::memory_order_acq_rel))
@@ -245,26 +253,29 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
   for (std::uint32_t i = 0; i < max_producers_; ++i) {
     ProducerSlot& s = producer_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-    if (state_of(c) != SlotState::Active) continue;
-    if (shm::alive({atomic(s.pid).load(std::memory_order_relaxed),
-                    atomic(s.start_time).load(std::memory_order_relaxed)}))
-      continue;
-    if (!atomic(s.control).compare_exchange_strong(
-            c, make_control(SlotState::Joining, generation_of(c)), std::memory_order_acq_rel))
-      continue;  // somebody else is reaping it
-    // Pad what the dead producer left uncommitted in its open claim; a part it
-    // committed already (a frame or a boundary PAD) is skipped, not overwritten.
+    if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
+    const std::uint64_t reaping = make_control(SlotState::Joining, generation_of(c));
+    if (c != reaping &&
+        !atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
+      continue;  // somebody else took it meanwhile
+    // Pad what the dead producer left uncommitted in its exact claim record;
+    // a part it committed already (a frame or a boundary PAD) is skipped.
+    // Redoing this after a reaper died half-way is harmless for that reason.
+    const std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
     std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
-    const std::uint64_t end = p + atomic(s.claim_bytes).load(std::memory_order_relaxed);
-    // A producer that died waiting for room (`block`) holds a claim a ring
-    // ahead of unread frames: padding it now would overwrite them. Leave it
-    // to a later reap, once the consumers have read up to it.
-    if (policy_ == Policy::Block &&
-        end > gate(tail().load(std::memory_order_acquire), &s, true) + capacity_) {
-      atomic(s.control).store(c, std::memory_order_release);
+    const std::uint64_t end = p + bytes;
+    const bool sane = p % alignment_ == 0 && bytes % alignment_ == 0 && bytes <= 2 * segment_bytes_;
+    // A producer that died waiting for room holds a claim a ring ahead of
+    // unread frames (`block`) or of another producer's open claim: padding it
+    // now would overwrite them. Leave it to a later reap.
+    if (sane && bytes != 0 &&
+        end > gate(tail().load(std::memory_order_acquire), &s, policy_ == Policy::Block) +
+                  capacity_) {
+      atomic(s.control).store(make_control(SlotState::Active, generation_of(c)),
+                              std::memory_order_release);
       continue;
     }
-    while (p < end && end - p <= segment_bytes_ * 2) {
+    while (sane && p < end) {
       FrameHeader* f = frame_at(p);
       if (atomic(f->commit).load(std::memory_order_acquire) == commit_word(p)) {
         std::uint64_t n = frame_bytes(f->length);
@@ -276,10 +287,13 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
       write_pad(p, n);
       p += n;
     }
-    atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
-    atomic(s.control).store(make_control(SlotState::Free, generation_of(c)),
-                            std::memory_order_release);
-    ++freed;
+    atomic(s.claim_bytes).store(0, std::memory_order_release);
+    atomic(s.claim_floor).store(kNoClaimFloor, std::memory_order_release);
+    std::uint64_t expected = reaping;
+    if (atomic(s.control).compare_exchange_strong(
+            expected, make_control(SlotState::Free, generation_of(reaping)),
+            std::memory_order_acq_rel))
+      ++freed;
   }
   return freed;
 }

@@ -92,7 +92,7 @@ class Ring {
     atomic(frame->commit)
         .store(commit_word(p),
                std::memory_order_release);  // SYNC POINT: consumer's acquire load of commit
-    // Dekker with poll_wait: we store commit then load waiters; a sleeper
+    // Dekker with Consumer sleep_until_commit: we store commit then load waiters; a sleeper
     // increments waiters then loads commit. The fence keeps either side from
     // missing the other (a sleeper never misses its wake-up).
     std::atomic_thread_fence(std::memory_order_seq_cst);

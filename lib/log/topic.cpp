@@ -45,10 +45,17 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
     }
     PartitionInfo part;
     part.tail = r.tail().load(std::memory_order_acquire);
-    for (std::uint32_t i = 0; i < r.max_producers(); ++i)
-      if (log::state_of(log::atomic(r.producer_slot(i).control).load(std::memory_order_acquire)) ==
+    part.oldest = r.oldest_intact(part.tail);
+    for (std::uint32_t i = 0; i < r.max_producers(); ++i) {
+      log::ProducerSlot& s = r.producer_slot(i);
+      if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) !=
           log::SlotState::Active)
-        ++part.producers;
+        continue;
+      ++part.producers;
+      // Relaxed: a monitoring snapshot. A producer stores its pid just after its
+      // slot turns Active, so one that is joining may show 0 or the slot's last owner.
+      part.producer_pids.push_back(log::atomic(s.pid).load(std::memory_order_relaxed));
+    }
     for (std::uint32_t i = 0; i < r.max_consumers(); ++i) {
       log::CursorSlot& s = r.cursor_slot(i);
       if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) !=
@@ -56,6 +63,8 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
         continue;
       ++part.consumers;
       part.consumer_positions.push_back(log::atomic(s.position).load(std::memory_order_acquire));
+      // Relaxed: stored while the slot was Joining, before the Active store we acquired.
+      part.consumer_pids.push_back(log::atomic(s.pid).load(std::memory_order_relaxed));
     }
     info.partitions.push_back(std::move(part));
   }

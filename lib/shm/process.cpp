@@ -1,8 +1,10 @@
 #include "shm/process.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -53,9 +55,12 @@ ProcessId self() noexcept {
 
 bool alive(const ProcessId& id) noexcept {
   if (id.pid == 0) return false;
+  // Only ESRCH proves death. EPERM (another user's process) is alive.
+  if (::kill(static_cast<pid_t>(id.pid), 0) != 0 && errno == ESRCH) return false;
   char state = 0;
   std::uint64_t start = 0;
-  if (!read_stat(static_cast<pid_t>(id.pid), &state, &start)) return false;
+  // /proc may hide other users' processes (hidepid): then the pid lives.
+  if (!read_stat(static_cast<pid_t>(id.pid), &state, &start)) return true;
   return state != 'Z' && state != 'X' && start == id.start_time;
 }
 

@@ -4,6 +4,8 @@
 // A pid alone is not an identity (pids are reused), so slots store the pid and
 // the process's start time from /proc/<pid>/stat. A slot's owner is dead when
 // no process has that pid, or the process with that pid started at another time.
+// Producers and consumers of a bus must share a PID namespace: a pid from
+// another namespace means nothing here.
 #pragma once
 
 #include <sys/types.h>
@@ -23,7 +25,8 @@ ProcessId self() noexcept;
 // Start time of `pid`, or 0 when there is no such process.
 std::uint64_t start_time_of(pid_t pid) noexcept;
 
-// True while the process `id` names still runs (zombies count as dead).
+// True while the process `id` names still runs (zombies count as dead). When
+// /proc hides the process (hidepid), it counts as alive: only proof kills.
 bool alive(const ProcessId& id) noexcept;
 
 }  // namespace shmbus::shm

@@ -1,0 +1,131 @@
+// Producer and consumer slots across joins, crashes and claims that end in Full.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_bus.hpp"
+
+namespace shmbus {
+namespace {
+
+using testing::bytes;
+
+class SlotLifecycleTest : public testing::TestBus {
+ protected:
+  TopicOptions small(Policy policy) {
+    TopicOptions o;
+    o.segment_bytes = 4096;
+    o.segment_count = 2;
+    o.policy = policy;
+    return o;
+  }
+};
+
+// Racing opens of an exclusive topic: exactly one producer wins each round.
+TEST_F(SlotLifecycleTest, ExclusiveTopicAdmitsOneProducerUnderRacingOpens) {
+  TopicOptions o = small(Policy::Overwrite);
+  o.exclusive_producer = true;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<int> go{0}, won{0};
+    std::vector<std::thread> ts;
+    std::vector<std::optional<Producer>> held(4);
+    for (int i = 0; i < 4; ++i)
+      ts.emplace_back([&, i] {
+        while (go.load() == 0) {
+        }
+        auto p = Producer::open(bus, "t");
+        if (p) {
+          won.fetch_add(1);
+          held[i].emplace(std::move(p).value());
+        }
+      });
+    go.store(1);
+    for (auto& t : ts) t.join();
+    ASSERT_EQ(won.load(), 1) << "round " << round;
+  }
+}
+
+// Consumers that die without closing (no destructor runs) give their slots back
+// to the next consumer that finds none free.
+TEST_F(SlotLifecycleTest, DeadConsumersSlotsAreTakenBack) {
+  TopicOptions o = small(Policy::Overwrite);
+  o.max_consumers = 2;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  for (int i = 0; i < 2; ++i) {
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      auto c = Consumer::open(bus, "t");
+      ::_exit(c ? 0 : 1);  // no destructor: the slot stays taken, as after kill -9
+    }
+    int st = 0;
+    ASSERT_EQ(::waitpid(child, &st, 0), child);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  auto info = Topic::describe(bus, "t");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->partitions[0].consumers, 2u) << "both dead consumers still hold their slots";
+  auto a = Consumer::open(bus, "t");
+  ASSERT_TRUE(a) << a.error().message;
+  auto b = Consumer::open(bus, "t");
+  ASSERT_TRUE(b) << b.error().message;
+  auto c = Consumer::open(bus, "t");
+  ASSERT_FALSE(c) << "two live consumers hold both slots";
+  EXPECT_NE(c.error().message.find("live consumers"), std::string::npos) << c.error().message;
+}
+
+// A claim that crosses a segment end and then finds the ring full must not
+// leave its announcement behind: other producers would stall on it forever.
+TEST_F(SlotLifecycleTest, FullAfterACrossingLeavesNoClaimBehind) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto a = Producer::open(bus, "t");
+  auto b = Producer::open(bus, "t");
+  ASSERT_TRUE(c && a && b);
+  std::string m(1500, 'a');  // 1536-byte frames: the third crosses a segment end
+  int sent = 0;
+  Status s;
+  while ((s = a->offer(bytes(m))) == Status::Ok) ++sent;
+  ASSERT_EQ(s, Status::Full);
+  ASSERT_GT(sent, 0);
+  // The consumer catches up completely; then B must be able to publish.
+  int got = 0;
+  while (c->poll([&](const Message&) { ++got; }, 100).count > 0) {
+  }
+  EXPECT_EQ(got, sent);
+  EXPECT_EQ(b->offer(bytes("b")), Status::Ok);
+  EXPECT_EQ(c->poll([](const Message&) {}, 10).count, 1u);
+}
+
+TEST_F(SlotLifecycleTest, HugeClaimsAreTooLargeNotWrapped) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(p);
+  Claim cl;
+  EXPECT_EQ(p->claim(SIZE_MAX, "k", {}, cl), Status::TooLarge);
+  EXPECT_EQ(p->claim(SIZE_MAX - 1, cl), Status::TooLarge);
+}
+
+TEST_F(SlotLifecycleTest, PollWaitWithTheLongestTimeoutWaits) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_EQ(p->offer(bytes("x")), Status::Ok);
+  });
+  PollResult r = c->poll_wait([](const Message&) {}, 1, std::chrono::nanoseconds::max());
+  later.join();
+  EXPECT_EQ(r.status, Status::Ok);
+  EXPECT_EQ(r.count, 1u);
+}
+
+}  // namespace
+}  // namespace shmbus
