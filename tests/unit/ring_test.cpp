@@ -297,3 +297,27 @@ TEST_F(PlacementRingTest, TopicMemoryIsBoundToTheNodeAsked) {
 
 }  // namespace
 }  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+class TopicRemoveTest : public testing::TestBus {};
+
+// A creator killed between the ring file and the cursor file leaves half a
+// topic: it must still be removable, and then creatable again.
+TEST_F(TopicRemoveTest, HalfCreatedTopicIsRemovable) {
+  TopicOptions o;
+  o.segment_bytes = 4096;
+  o.partitions = 2;
+  ASSERT_TRUE(Topic::create(bus, "half", o));
+  ASSERT_EQ(::unlink((dir() + "/half.1.cur").c_str()), 0);
+  EXPECT_FALSE(Topic::describe(bus, "half"));
+  ASSERT_TRUE(Topic::remove(bus, "half"));
+  EXPECT_TRUE(Topic::create(bus, "half", o));
+  auto missing = Topic::remove(bus, "never");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("does not exist"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shmbus
