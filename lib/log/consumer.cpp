@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "log/attach.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
 #include "shm/futex.hpp"
@@ -17,6 +18,7 @@ using log::FrameType;
 using log::SlotState;
 
 struct Consumer::Impl {
+  std::optional<control::Connection> daemon;  // when attached through shmbusd; closed last
   log::Ring ring;
   log::CursorSlot* slot = nullptr;
   std::uint64_t slot_control = 0;
@@ -181,12 +183,11 @@ struct Consumer::Impl {
 
 Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
                                 const ConsumerOptions& options) {
-  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  auto ring =
-      log::Ring::open(shm::bus_directory(bus), topic, options.partition, false, options.prefault);
-  if (!ring) return ring.error();
+  auto attached = log::attach(bus, topic, options.partition, false, options.prefault);
+  if (!attached) return attached.error();
   auto impl = std::make_unique<Impl>();
-  impl->ring = std::move(ring).value();
+  impl->daemon = std::move(attached->daemon);
+  impl->ring = std::move(attached->ring);
   impl->options = options;
   log::Ring& r = impl->ring;
   impl->copy.assign(r.segment_bytes(), std::byte{0});  // touched now: no page faults later

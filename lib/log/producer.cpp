@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "log/attach.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
 #include "shm/file.hpp"
@@ -22,6 +23,7 @@ using log::FrameType;
 using log::SlotState;
 
 struct Producer::Impl {
+  std::optional<control::Connection> daemon;  // when attached through shmbusd; closed last
   log::Ring ring;
   log::ProducerSlot* slot = nullptr;
   std::uint64_t slot_control = 0;
@@ -236,12 +238,11 @@ struct Producer::Impl {
 
 Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                                 const ProducerOptions& options) {
-  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  auto ring =
-      log::Ring::open(shm::bus_directory(bus), topic, options.partition, true, options.prefault);
-  if (!ring) return ring.error();
+  auto attached = log::attach(bus, topic, options.partition, true, options.prefault);
+  if (!attached) return attached.error();
   auto impl = std::make_unique<Impl>();
-  impl->ring = std::move(ring).value();
+  impl->daemon = std::move(attached->daemon);
+  impl->ring = std::move(attached->ring);
   impl->options = options;
   impl->block = impl->ring.policy() == Policy::Block;
   log::Ring& r = impl->ring;

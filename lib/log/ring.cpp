@@ -138,12 +138,30 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
   const std::string cpath = cursor_path(dir, topic, partition);
   auto cur = shm::open_file(cpath, shm::FileKind::Cursors, {.writable = true, .prefault = true});
   if (!cur) return cur.error();
+  return adopt(std::move(log).value(), std::move(cur).value(), rpath, cpath, topic, partition);
+}
 
+Result<Ring> Ring::open_fds(int ring_fd, int cursor_fd, std::string_view topic,
+                            std::uint32_t partition, bool writable_log, bool prefault) {
+  const std::string rpath = "ring of " + std::string(topic) + "." + std::to_string(partition);
+  const std::string cpath = "cursors of " + std::string(topic) + "." + std::to_string(partition);
+  auto log = shm::open_fd(ring_fd, rpath, shm::FileKind::Ring,
+                          {.writable = writable_log, .prefault = prefault});
+  if (!log) return log.error();
+  auto cur =
+      shm::open_fd(cursor_fd, cpath, shm::FileKind::Cursors, {.writable = true, .prefault = true});
+  if (!cur) return cur.error();
+  return adopt(std::move(log).value(), std::move(cur).value(), rpath, cpath, topic, partition);
+}
+
+Result<Ring> Ring::adopt(shm::Mapping log, shm::Mapping cur, const std::string& rpath,
+                         const std::string& cpath, std::string_view topic,
+                         std::uint32_t partition) {
   // Copy the geometry out of shared memory once, then check the copy.
   RingConfig c{};
-  std::memcpy(&c, log->data() + offsetof(RingHeader, config), sizeof c);
+  std::memcpy(&c, log.data() + offsetof(RingHeader, config), sizeof c);
   CursorConfig cc{};
-  std::memcpy(&cc, cur->data() + offsetof(CursorHeader, config), sizeof cc);
+  std::memcpy(&cc, cur.data() + offsetof(CursorHeader, config), sizeof cc);
   auto damaged = [&](const std::string& path, const std::string& why) {
     return Error{EPROTO, path + " is damaged: " + why};
   };
@@ -158,17 +176,17 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
   if (auto ok = check_options(as_options); !ok) return damaged(rpath, ok.error().message);
   if (c.capacity != c.segment_bytes * c.segment_count) return damaged(rpath, "capacity mismatch");
   if (c.data_offset != ring_data_offset(c.max_producers) ||
-      c.data_offset + c.capacity != log->size())
+      c.data_offset + c.capacity != log.size())
     return damaged(rpath, "data offset or size mismatch");
   if ((c.salt & 1) == 0) return damaged(rpath, "salt is even");
   if (c.partition != partition || c.partitions <= partition)
     return damaged(rpath, "partition number mismatch");
   if (cc.partition != partition ||
-      sizeof(CursorHeader) + std::uint64_t{cc.max_consumers} * sizeof(CursorSlot) > cur->size())
+      sizeof(CursorHeader) + std::uint64_t{cc.max_consumers} * sizeof(CursorSlot) > cur.size())
     return damaged(cpath, "slot table does not fit the file");
 
   Ring r;
-  r.data_ = log->data() + c.data_offset;
+  r.data_ = log.data() + c.data_offset;
   r.capacity_ = c.capacity;
   r.segment_bytes_ = c.segment_bytes;
   r.salt_ = c.salt;
@@ -179,8 +197,8 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
   r.policy_ = static_cast<Policy>(c.policy);
   r.exclusive_ = c.exclusive != 0;
   r.name_ = std::string(topic) + "." + std::to_string(partition);
-  r.log_ = std::move(log).value();
-  r.cursors_ = std::move(cur).value();
+  r.log_ = std::move(log);
+  r.cursors_ = std::move(cur);
   return r;
 }
 

@@ -43,6 +43,9 @@ class Ring {
   // Maps one partition. The log is read-only unless `writable_log` (producers).
   static Result<Ring> open(const std::string& dir, std::string_view topic, std::uint32_t partition,
                            bool writable_log, bool prefault);
+  // The same from descriptors the daemon handed over (not closed here).
+  static Result<Ring> open_fds(int ring_fd, int cursor_fd, std::string_view topic,
+                               std::uint32_t partition, bool writable_log, bool prefault);
 
   // --- geometry (process-local copies) ---
   std::uint64_t capacity() const noexcept { return capacity_; }
@@ -125,6 +128,9 @@ class Ring {
                 std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept;
 
  private:
+  static Result<Ring> adopt(shm::Mapping log, shm::Mapping cursors, const std::string& rpath,
+                            const std::string& cpath, std::string_view topic,
+                            std::uint32_t partition);
   shm::Mapping log_;
   shm::Mapping cursors_;
   std::byte* data_ = nullptr;

@@ -174,20 +174,19 @@ Result<Mapping> open_file(const std::string& path, FileKind kind, const MapOptio
                                ": the topic's owner, group and mode do not grant it"};
     return sys_error(errno, "cannot open " + path);
   }
+  auto mapped = open_fd(fd, path, kind, map);
+  ::close(fd);
+  return mapped;
+}
+
+Result<Mapping> open_fd(int fd, const std::string& path, FileKind kind, const MapOptions& map) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return sys_error(err, "cannot stat " + path);
-  }
+  if (::fstat(fd, &st) != 0) return sys_error(errno, "cannot stat " + path);
   auto size = static_cast<std::size_t>(st.st_size);
-  if (size < sizeof(FileHeader)) {
-    ::close(fd);
+  if (size < sizeof(FileHeader))
     return Error{EPROTO, path + " is not a shmbus file: " + std::to_string(size) +
                              " bytes is too small for a header"};
-  }
   auto mapped = map_fd(fd, path, size, map);
-  ::close(fd);
   if (!mapped) return mapped.error();
   const FileHeader& h = mapped->header();
   if (h.magic != kMagic)

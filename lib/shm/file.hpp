@@ -106,6 +106,9 @@ Result<Mapping> create_file(const std::string& path, FileKind kind, std::size_t 
 
 // Opens and maps `path`, checking the FileHeader against `kind` and the layout.
 Result<Mapping> open_file(const std::string& path, FileKind kind, const MapOptions& map);
+// The same for a descriptor that somebody else opened (the daemon, over
+// SCM_RIGHTS); `name` is for messages. Does not close `fd`.
+Result<Mapping> open_fd(int fd, const std::string& name, FileKind kind, const MapOptions& map);
 
 Outcome remove_file(const std::string& path);
 

@@ -1,0 +1,557 @@
+// daemon/server.cpp — see server.hpp.
+#include "server.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "control/client.hpp"
+#include "shm/file.hpp"
+#include "shmbus/topic.hpp"
+
+namespace shmbus::daemon {
+namespace {
+
+bool g_stderr = true;
+
+// epoll data: id << 2 | kind.
+enum Kind : std::uint64_t { kListen = 0, kSocket = 1, kPidfd = 2, kSignal = 3 };
+std::uint64_t tag(std::uint64_t id, Kind k) {
+  return id << 2 | k;
+}
+
+std::string errno_text(const char* what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
+
+std::vector<gid_t> groups_of(pid_t pid, gid_t gid) {
+  std::vector<gid_t> out{gid};
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Groups:", 0) != 0) continue;
+    std::istringstream s(line.substr(7));
+    unsigned long g;
+    while (s >> g) out.push_back(static_cast<gid_t>(g));
+  }
+  return out;
+}
+
+bool contains(const std::vector<std::uint32_t>& v, std::uint32_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// Sets owner, group and mode of one file (never following a link).
+Outcome own(const std::string& path, const control::Acl& acl) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Error{errno, errno_text(path.c_str())};
+  Outcome r = Done{};
+  if (::fchown(fd, acl.owner_uid, acl.group_gid) != 0 || ::fchmod(fd, acl.mode) != 0)
+    r = Error{errno, errno_text(path.c_str())};
+  ::close(fd);
+  return r;
+}
+
+}  // namespace
+
+void log_to_stderr(bool on) {
+  g_stderr = on;
+}
+
+void logf(const char* level, const std::string& line) {
+  if (!g_stderr) {
+    const int prio = level[0] == 'e' ? LOG_ERR : level[0] == 'w' ? LOG_WARNING : LOG_INFO;
+    ::syslog(prio, "%s", line.c_str());
+    return;
+  }
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  tm t{};
+  ::gmtime_r(&ts.tv_sec, &t);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &t);
+  std::fprintf(stderr, "%s.%06ldZ shmbusd[%d] %s: %s\n", when, ts.tv_nsec / 1000, ::getpid(), level,
+               line.c_str());
+}
+
+Server::Server(Config config) : config_(std::move(config)) {}
+
+Server::~Server() {
+  for (auto& [id, c] : clients_) {
+    if (c.sock >= 0) ::close(c.sock);
+    if (c.pidfd >= 0) ::close(c.pidfd);
+  }
+  if (listen_ >= 0) {
+    ::close(listen_);
+    ::unlink(socket_path_.c_str());
+  }
+  if (signals_ >= 0) ::close(signals_);
+  if (epoll_ >= 0) ::close(epoll_);
+}
+
+Outcome Server::add_topic(const std::string& name, TopicOptions options, int numa,
+                          const control::Acl& acl, bool adopt) {
+  options.mode = acl.mode;
+  if (numa >= 0) options.placement = {Placement::Kind::Node, numa};
+  bool adopted = false;
+  if (auto made = shmbus::Topic::create(config_.bus, name, options); !made) {
+    // A configured topic whose files exist (a restarted daemon) is adopted
+    // if its geometry is the configured one; clients created it never.
+    if (!adopt || made.error().code != EEXIST) return made.error();
+    auto first = log::Ring::open(dir_, name, 0, false, false);
+    if (!first) return first.error();
+    if (first->partitions() != options.partitions ||
+        first->segment_bytes() != options.segment_bytes ||
+        first->capacity() != options.segment_bytes * options.segment_count ||
+        first->policy() != options.policy || first->alignment() != options.frame_alignment)
+      return Error{EEXIST, "its files in " + dir_ +
+                               " exist with another geometry; delete them or fix the config"};
+    adopted = true;
+  }
+  auto t = std::make_unique<Topic>();
+  t->name = name;
+  t->options = options;
+  t->numa_node = numa;
+  t->acl = acl;
+  for (std::uint32_t p = 0; p < options.partitions; ++p) {
+    Outcome owned = own(log::ring_path(dir_, name, p), acl);
+    if (owned) owned = own(log::cursor_path(dir_, name, p), acl);
+    auto ring =
+        owned ? log::Ring::open(dir_, name, p, true, false) : Result<log::Ring>(owned.error());
+    if (!ring) {
+      if (!adopted) (void)shmbus::Topic::remove(config_.bus, name);
+      return ring.error();
+    }
+    t->rings.push_back(std::move(ring.value()));
+  }
+  topics_[name] = std::move(t);
+  return Done{};
+}
+
+Outcome Server::start() {
+  if (auto ok = log::check_name("bus", config_.bus); !ok) return ok.error();
+  dir_ = shm::bus_directory(config_.bus);
+  if (auto ok = shm::make_directory(dir_); !ok) return ok.error();
+  for (const auto& t : config_.topics) {
+    if (auto ok = add_topic(t.name, t.options, t.numa_node, t.acl, true); !ok)
+      return Error{ok.error().code, "topic " + t.name + ": " + ok.error().message};
+    logf("info", "topic " + t.name + " (" + std::to_string(t.options.partitions) +
+                     " partitions) from the configuration is ready");
+  }
+
+  socket_path_ =
+      config_.socket.empty() ? control::default_socket_path(config_.bus) : config_.socket;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path_.size() >= sizeof(addr.sun_path))
+    return Error{ENAMETOOLONG, "socket path " + socket_path_ + " is too long"};
+  std::memcpy(addr.sun_path, socket_path_.data(), socket_path_.size());
+  const auto slash = socket_path_.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    // The socket's directory is searchable by all: the ACL, not the path, decides.
+    const std::string parent = socket_path_.substr(0, slash);
+    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+      return Error{errno, errno_text(parent.c_str())};
+  }
+  // A live daemon answers; a stale socket file from a dead one is replaced.
+  if (auto probe = control::Connection::connect(socket_path_, ""); probe)
+    return Error{EADDRINUSE, "another shmbusd serves " + socket_path_};
+  ::unlink(socket_path_.c_str());
+
+  listen_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listen_ < 0) return Error{errno, errno_text("socket")};
+  if (::bind(listen_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0)
+    return Error{errno, errno_text(socket_path_.c_str())};
+  ::chmod(socket_path_.c_str(), 0666);
+  if (::listen(listen_, 128) != 0) return Error{errno, errno_text("listen")};
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  signals_ = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (signals_ < 0 || epoll_ < 0) return Error{errno, errno_text("signalfd/epoll")};
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag(0, kListen);
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, listen_, &ev);
+  ev.data.u64 = tag(0, kSignal);
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, signals_, &ev);
+  logf("info",
+       "bus " + config_.bus + ": shared memory in " + dir_ + ", control socket " + socket_path_);
+  return Done{};
+}
+
+int Server::run() {
+  epoll_event events[64];
+  for (;;) {
+    const int n = ::epoll_wait(epoll_, events, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      logf("error", errno_text("epoll_wait"));
+      return 1;
+    }
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t id = events[i].data.u64 >> 2;
+      switch (static_cast<Kind>(events[i].data.u64 & 3)) {
+        case kListen:
+          accept_clients();
+          break;
+        case kSocket:
+          serve(id);
+          break;
+        case kPidfd:
+          on_death(id);
+          break;
+        case kSignal: {
+          signalfd_siginfo si{};
+          if (::read(signals_, &si, sizeof(si)) == sizeof(si)) {
+            logf("info", std::string("stopping on ") + ::strsignal(static_cast<int>(si.ssi_signo)));
+            return 0;
+          }
+          break;
+        }
+      }
+    }
+  }
+}
+
+void Server::accept_clients() {
+  for (;;) {
+    const int s = ::accept4(listen_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (s < 0) {
+      if (errno != EAGAIN && errno != EINTR) logf("warning", errno_text("accept"));
+      return;
+    }
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) {
+      logf("warning", "a client without credentials was refused");
+      ::close(s);
+      continue;
+    }
+    const std::uint64_t id = next_id_++;
+    Client c;
+    c.sock = s;
+    c.pid = cred.pid;
+    c.uid = cred.uid;
+    c.gid = cred.gid;
+    c.groups = groups_of(cred.pid, cred.gid);
+    c.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, cred.pid, 0));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag(id, kSocket);
+    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, s, &ev);
+    if (c.pidfd >= 0) {
+      ev.data.u64 = tag(id, kPidfd);
+      ::epoll_ctl(epoll_, EPOLL_CTL_ADD, c.pidfd, &ev);
+    }
+    clients_.emplace(id, std::move(c));
+  }
+}
+
+void Server::reap(const std::set<std::string>& topics) {
+  for (const auto& name : topics) {
+    auto it = topics_.find(name);
+    if (it == topics_.end()) continue;
+    std::uint32_t producers = 0, consumers = 0;
+    for (const auto& ring : it->second->rings) {
+      producers += ring.reap_dead_producers();
+      consumers += ring.reap_dead_consumers(UINT64_MAX);
+    }
+    stats_.reaped_producers += producers;
+    stats_.reaped_consumers += consumers;
+    if (producers + consumers > 0)
+      logf("info", "topic " + name + ": freed " + std::to_string(producers) +
+                       " dead producer slot(s), " + std::to_string(consumers) +
+                       " dead consumer slot(s)");
+  }
+}
+
+void Server::on_death(std::uint64_t id) {
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  reap(c.attached);
+  if (!c.attached.empty())
+    logf("info", "client pid " + std::to_string(c.pid) + " exited; its slots were reaped");
+  if (c.sock >= 0) ::close(c.sock);  // closing removes it from the epoll set
+  if (c.pidfd >= 0) ::close(c.pidfd);
+  clients_.erase(it);
+}
+
+// The socket closed (or failed). The process may still be exiting: its files
+// close before it becomes a zombie, so reaping waits for the pidfd.
+void Server::drop_socket(std::uint64_t id) {
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  if (c.sock >= 0) {
+    ::close(c.sock);
+    c.sock = -1;
+  }
+  if (c.attached.empty() || c.pidfd < 0) {
+    reap(c.attached);
+    if (c.pidfd >= 0) ::close(c.pidfd);
+    clients_.erase(it);
+    return;
+  }
+  reap(c.attached);  // in case it is already gone; the pidfd catches the rest
+}
+
+bool Server::send(Client& c, const control::Message& reply, const int* fds, int nfds) {
+  const auto bytes = control::encode(reply);
+  iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
+  if (nfds > 0) {
+    mh.msg_control = control;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<unsigned>(nfds));
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<unsigned>(nfds));
+    std::memcpy(CMSG_DATA(cm), fds, sizeof(int) * static_cast<unsigned>(nfds));
+  }
+  // Never block the conductor: a client that does not read its replies is dropped.
+  const ssize_t n = ::sendmsg(c.sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+  return n == static_cast<ssize_t>(bytes.size());
+}
+
+void Server::serve(std::uint64_t id) {
+  auto it = clients_.find(id);
+  if (it == clients_.end() || it->second.sock < 0) return;
+  Client& c = it->second;
+  std::vector<std::byte>& buf = buf_;
+  for (int round = 0; round < 64; ++round) {  // then let others have a turn
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    iovec iov{buf.data(), buf.size()};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof(cbuf);
+    const ssize_t n = ::recvmsg(c.sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    // Descriptors sent to us are never wanted.
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); n >= 0 && cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t k = 0; k < count; ++k) {
+        int f;
+        std::memcpy(&f, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+        ::close(f);
+      }
+    }
+    if (n <= 0) {  // EOF (or an empty datagram, which is as good as a hang-up) or an error
+      drop_socket(id);
+      return;
+    }
+    ++stats_.requests;
+    auto d = control::decode(std::span(buf.data(), static_cast<std::size_t>(n)),
+                             (mh.msg_flags & MSG_TRUNC) != 0, c.hello, false);
+    control::Message reply;
+    int fds[2] = {-1, -1};
+    int nfds = 0;
+    if (!d.ok) {
+      reply = control::error_reply(d.error.request_id, d.error.code, d.error.text);
+    } else {
+      reply = handle(c, d.message, fds, nfds);
+    }
+    if (reply.type == control::MsgType::Error) ++stats_.errors;
+    const bool sent = send(c, reply, fds, nfds);
+    for (int k = 0; k < nfds; ++k) ::close(fds[k]);
+    if (!sent) {
+      logf("warning",
+           "client pid " + std::to_string(c.pid) + " does not read its replies; dropped");
+      drop_socket(id);
+      return;
+    }
+  }
+}
+
+bool Server::granted(const Client& c, const Topic& t, control::Role role) const {
+  if (c.uid == 0 || c.uid == t.acl.owner_uid) return true;
+  const bool producer = role == control::Role::Producer;
+  const auto& users = producer ? t.acl.producer_users : t.acl.consumer_users;
+  const auto& groups = producer ? t.acl.producer_groups : t.acl.consumer_groups;
+  if (contains(users, c.uid)) return true;
+  // Members of the topic's group get what the mode's group bits give them.
+  const std::uint32_t group_bit = producer ? 0020 : 0040;
+  for (gid_t g : c.groups) {
+    if (contains(groups, g)) return true;
+    if (g == t.acl.group_gid && (t.acl.mode & group_bit) != 0) return true;
+  }
+  return false;
+}
+
+control::Message Server::create_topic(const Client& c, const control::Message& req) {
+  using control::ErrorCode;
+  const auto id = req.request_id;
+  if (auto ok = log::check_name("topic", req.name); !ok)
+    return control::error_reply(id, ErrorCode::Invalid, ok.error().message);
+  if (auto bad = check_topic(req.options, req.acl, config_.max_topic_bytes))
+    return control::error_reply(id, ErrorCode::Invalid, *bad);
+  if (c.uid != 0) {
+    if (req.acl.owner_uid != c.uid)
+      return control::error_reply(id, ErrorCode::Denied,
+                                  "only root may create a topic owned by another user");
+    if (std::find(c.groups.begin(), c.groups.end(), req.acl.group_gid) == c.groups.end())
+      return control::error_reply(id, ErrorCode::Denied,
+                                  "acl group is not one of the caller's groups");
+  }
+  if (topics_.count(req.name) != 0)
+    return control::error_reply(id, ErrorCode::Exists, "topic " + req.name + " exists");
+  if (topics_.size() >= 4096)
+    return control::error_reply(id, ErrorCode::Invalid, "too many topics (4096)");
+  if (auto ok = add_topic(req.name, req.options, req.numa_node, req.acl, false); !ok)
+    return control::error_reply(id,
+                                ok.error().code == EEXIST ? ErrorCode::Exists : ErrorCode::Internal,
+                                ok.error().message);
+  logf("info", "topic " + req.name + " created by pid " + std::to_string(c.pid) + " (uid " +
+                   std::to_string(c.uid) + ")");
+  control::Message ok;
+  ok.type = control::MsgType::Ok;
+  ok.request_id = id;
+  return ok;
+}
+
+control::Message Server::handle(Client& c, const control::Message& req, int fds[2], int& nfds) {
+  using control::ErrorCode;
+  using control::MsgType;
+  control::Message reply;
+  reply.type = MsgType::Ok;
+  reply.request_id = req.request_id;
+  auto error = [&](ErrorCode code, std::string text) {
+    return control::error_reply(req.request_id, code, std::move(text));
+  };
+  auto find = [&](const std::string& name) -> Topic* {
+    auto it = topics_.find(name);
+    return it == topics_.end() ? nullptr : it->second.get();
+  };
+  switch (req.type) {
+    case MsgType::Hello:
+      c.hello = true;
+      reply.pid = static_cast<std::uint32_t>(::getpid());
+      reply.name = config_.bus;
+      return reply;
+    case MsgType::CreateTopic:
+      return create_topic(c, req);
+    case MsgType::DeleteTopic: {
+      Topic* t = find(req.name);
+      if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
+      if (c.uid != 0 && c.uid != t->acl.owner_uid)
+        return error(ErrorCode::Denied, "only the topic's owner or root may delete it");
+      if (auto ok = shmbus::Topic::remove(config_.bus, req.name); !ok)
+        return error(ErrorCode::Internal, ok.error().message);
+      topics_.erase(req.name);
+      logf("info", "topic " + req.name + " deleted by pid " + std::to_string(c.pid));
+      return reply;
+    }
+    case MsgType::DescribeTopic: {
+      Topic* t = find(req.name);
+      if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
+      reply.type = MsgType::Described;
+      reply.options = t->options;
+      reply.numa_node = t->numa_node;
+      reply.acl = t->acl;
+      for (const auto& r : t->rings) {
+        control::PartitionStat p;
+        p.tail = r.tail().load(std::memory_order_acquire);
+        // Acquire: pairs with the slot owners' CAS to Active; a monitoring snapshot.
+        for (std::uint32_t i = 0; i < r.max_producers(); ++i)
+          p.producers +=
+              log::state_of(
+                  log::atomic(r.producer_slot(i).control).load(std::memory_order_acquire)) ==
+              log::SlotState::Active;
+        for (std::uint32_t i = 0; i < r.max_consumers(); ++i)
+          p.consumers +=
+              log::state_of(
+                  log::atomic(r.cursor_slot(i).control).load(std::memory_order_acquire)) ==
+              log::SlotState::Active;
+        reply.partitions.push_back(p);
+      }
+      return reply;
+    }
+    case MsgType::ListTopics: {
+      reply.type = MsgType::Listed;
+      std::size_t bytes = control::kHeaderBytes + 4;
+      for (const auto& [name, t] : topics_) {
+        bytes += 2 + name.size();
+        if (bytes > control::kMaxReply) break;  // the rest does not fit one reply
+        reply.names.push_back(name);
+      }
+      return reply;
+    }
+    case MsgType::AttachProducer:
+    case MsgType::AttachConsumer: {
+      const bool producer = req.type == MsgType::AttachProducer;
+      const auto role = producer ? control::Role::Producer : control::Role::Consumer;
+      Topic* t = find(req.name);
+      if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
+      if (req.partition >= t->options.partitions)
+        return error(ErrorCode::NotFound,
+                     "topic " + req.name + " has no partition " + std::to_string(req.partition));
+      if (!granted(c, *t, role))
+        return error(ErrorCode::Denied, "uid " + std::to_string(c.uid) + " may not attach to " +
+                                            req.name + " as a " +
+                                            (producer ? "producer" : "consumer"));
+      const std::string rpath = log::ring_path(dir_, req.name, req.partition);
+      const std::string cpath = log::cursor_path(dir_, req.name, req.partition);
+      fds[0] = ::open(rpath.c_str(), (producer ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+      fds[1] = ::open(cpath.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+      nfds = 2;
+      struct stat st {};
+      if (fds[0] < 0 || fds[1] < 0 || ::fstat(fds[0], &st) != 0) {
+        const std::string text = errno_text(rpath.c_str());
+        for (int k = 0; k < 2; ++k)
+          if (fds[k] >= 0) ::close(fds[k]);
+        nfds = 0;
+        return error(ErrorCode::Internal, text);
+      }
+      c.attached.insert(req.name);
+      reply.type = MsgType::Attached;
+      reply.partition = req.partition;
+      reply.role = role;
+      reply.ring_bytes = static_cast<std::uint64_t>(st.st_size);
+      return reply;
+    }
+    case MsgType::Detach:
+      // The slots are the client's to leave; the daemon only stops supervising
+      // the topic for this client when nothing else of it is attached.
+      if (c.attached.erase(req.name) == 0)
+        return error(ErrorCode::NotFound, "not attached to " + req.name);
+      return reply;
+    case MsgType::Stats:
+      reply.type = MsgType::StatsReply;
+      reply.stats = stats_;
+      reply.stats.clients = static_cast<std::uint32_t>(clients_.size());
+      reply.stats.topics = static_cast<std::uint32_t>(topics_.size());
+      return reply;
+    default:
+      return error(ErrorCode::UnknownType, "not a request");
+  }
+}
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,94 @@
+// daemon/server.hpp — shmbusd's conductor: one thread, one epoll set holding
+// the listening control socket, every client's socket and pidfd, and a
+// signalfd (SIGTERM/SIGINT stop it cleanly).
+//
+// Per client it keeps the peer's SO_PEERCRED identity and the partitions it
+// attached. When a client dies (its pidfd becomes readable; a socket EOF from
+// a client with attachments is followed up through the pidfd, because the
+// socket closes before the process is reaped), the conductor pads over the
+// open claims of dead producers and frees dead consumers' cursor slots on
+// every partition that client attached, at once.
+//
+// The daemon is never on the data path: it hands out file descriptors and
+// supervises; producers and consumers go on if it dies.
+//
+// Concurrency: Server is used by the one thread that calls run().
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "control/protocol.hpp"
+#include "log/ring.hpp"
+
+namespace shmbus::daemon {
+
+// Log lines: to stderr ("--foreground") or syslog.
+void log_to_stderr(bool on);
+void logf(const char* level, const std::string& line);
+
+struct Topic {
+  std::string name;
+  TopicOptions options;
+  int numa_node = -1;
+  control::Acl acl;
+  std::vector<log::Ring> rings;  // one per partition, log mapped writable (for padding)
+};
+
+class Server {
+ public:
+  explicit Server(Config config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Creates the bus directory, the configured topics and the socket.
+  Outcome start();
+  // Serves until SIGTERM or SIGINT. Returns the exit code.
+  int run();
+
+  const std::string& socket_path() const { return socket_path_; }
+
+ private:
+  struct Client {
+    int sock = -1;
+    int pidfd = -1;
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // gid and the supplementary groups
+    bool hello = false;
+    std::set<std::string> attached;  // topic names
+  };
+
+  void accept_clients();
+  void serve(std::uint64_t id);
+  void drop_socket(std::uint64_t id);
+  void on_death(std::uint64_t id);
+  void reap(const std::set<std::string>& topics);
+  bool send(Client& c, const control::Message& reply, const int* fds = nullptr, int nfds = 0);
+  control::Message handle(Client& c, const control::Message& req, int fds[2], int& nfds);
+  control::Message create_topic(const Client& c, const control::Message& req);
+  // Creates a topic; with `adopt`, takes over existing files of the same geometry.
+  Outcome add_topic(const std::string& name, TopicOptions options, int numa,
+                    const control::Acl& acl, bool adopt);
+  bool granted(const Client& c, const Topic& t, control::Role role) const;
+
+  Config config_;
+  std::string socket_path_;
+  std::string dir_;
+  int epoll_ = -1;
+  int listen_ = -1;
+  int signals_ = -1;
+  std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, Client> clients_;
+  std::map<std::string, std::unique_ptr<Topic>> topics_;
+  control::DaemonStats stats_;
+  std::vector<std::byte> buf_ = std::vector<std::byte>(control::kMaxMessage + 1);
+};
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,46 @@
+#include "log/attach.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "shm/file.hpp"
+
+namespace shmbus::log {
+
+Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uint32_t partition,
+                          bool producer, bool prefault) {
+  if (auto ok = check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = check_name("topic", topic); !ok) return ok.error();
+  const char* env = std::getenv("SHMBUS_SOCKET");
+  const std::string socket =
+      env != nullptr && *env != '\0' ? env : control::default_socket_path(bus);
+  if (::access(socket.c_str(), F_OK) != 0) {  // no daemon: the embedded path
+    auto ring = Ring::open(shm::bus_directory(bus), topic, partition, producer, prefault);
+    if (!ring) return ring.error();
+    return Attachment{std::move(ring).value(), std::nullopt};
+  }
+  auto conn = control::Connection::connect(socket, producer ? "producer" : "consumer");
+  if (!conn) return conn.error();
+  control::Message request;
+  request.type = producer ? control::MsgType::AttachProducer : control::MsgType::AttachConsumer;
+  request.name = std::string(topic);
+  request.partition = partition;
+  auto reply = conn->call(std::move(request));
+  if (!reply) return reply.error();
+  if (reply->message.type == control::MsgType::Error)
+    return Error{EACCES, "shmbusd (" + socket + ") refused to attach " +
+                             (producer ? "a producer" : "a consumer") + " to " +
+                             std::string(topic) + "." + std::to_string(partition) + ": " +
+                             reply->message.text};
+  if (reply->message.type != control::MsgType::Attached || reply->fds.size() != 2)
+    return Error{EPROTO, "shmbusd (" + socket + ") sent an unexpected reply to attach"};
+  auto ring = Ring::open_fds(reply->fds[0].get(), reply->fds[1].get(), topic, partition, producer,
+                             prefault);
+  if (!ring) return ring.error();
+  return Attachment{std::move(ring).value(), std::move(conn).value()};
+}
+
+}  // namespace shmbus::log

@@ -1,0 +1,29 @@
+// lib/log/attach.hpp — how a Producer or Consumer gets its partition.
+//
+// When shmbusd runs for the bus (its socket exists: SHMBUS_SOCKET, or
+// control::default_socket_path(bus)), the client asks it: the daemon checks
+// the topic's ACL against the peer's credentials and hands over descriptors
+// (the log read-only for consumers), and supervises this process for as
+// long as the connection stays open. Without a daemon, the client maps the
+// files of the bus directory itself: the embedded path that tests and
+// single-user set-ups use.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "control/client.hpp"
+#include "log/ring.hpp"
+
+namespace shmbus::log {
+
+struct Attachment {
+  Ring ring;
+  std::optional<control::Connection> daemon;  // kept open: the daemon supervises us
+};
+
+Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uint32_t partition,
+                          bool producer, bool prefault);
+
+}  // namespace shmbus::log
