@@ -1,0 +1,497 @@
+"""Tests of the `shmbus` command-line tool, run as a separate process.
+
+meson runs this with SHMBUS_TOOL set to the built tool (tests/meson.build).
+Each test gets a private SHMBUS_SHM_ROOT under /dev/shm, removed afterwards,
+so tests never see each other's topics or the machine's real buses.
+
+By hand: SHMBUS_TOOL=build/tools/shmbus python3 -m pytest -q tests/cli/cli_test.py
+"""
+
+import base64
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+TOOL = os.environ.get("SHMBUS_TOOL", "build/tools/shmbus")
+# Generous: the tests must pass on a loaded 2-core machine under sanitizers.
+TIMEOUT = 120
+
+
+@pytest.fixture
+def env():
+    root = tempfile.mkdtemp(prefix="shmbus-cli-test-", dir="/dev/shm")
+    e = dict(os.environ)
+    e.pop("SHMBUS_BUS", None)
+    e["SHMBUS_SHM_ROOT"] = root
+    yield e
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run(env, *args, input=None, expect=0):
+    """Runs the tool; checks the exit code; returns the CompletedProcess."""
+    p = subprocess.run([TOOL, *args], env=env, input=input, capture_output=True,
+                       timeout=TIMEOUT)
+    assert p.returncode == expect, (
+        f"shmbus {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
+        f"stdout: {p.stdout!r}\nstderr: {p.stderr!r}")
+    if expect != 0:
+        # One line on stderr, starting with "shmbus: ".
+        err = p.stderr.decode()
+        assert err.startswith("shmbus: ") and err.count("\n") == 1, err
+    return p
+
+
+def out(env, *args, input=None):
+    return run(env, *args, input=input).stdout.decode()
+
+
+def describe(env, topic):
+    return json.loads(out(env, "topic", "describe", topic, "--json"))
+
+
+def wait_for(what, predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def iso(ns, offset_hours=0):
+    """ns since the epoch as ISO-8601 with 9 fraction digits, in a given zone."""
+    tz = datetime.timezone(datetime.timedelta(hours=offset_hours))
+    t = datetime.datetime.fromtimestamp(ns // 10**9, tz)
+    zone = "Z" if offset_hours == 0 else t.strftime("%z")[:3] + ":" + t.strftime("%z")[3:]
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}" + zone
+
+
+class Background:
+    """A `shmbus tail -f` (or other) process, stopped with SIGINT at the end."""
+
+    def __init__(self, env, *args):
+        self.p = subprocess.Popen([TOOL, *args], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGCONT)
+            self.p.send_signal(signal.SIGINT)
+        stdout, stderr = self.p.communicate(timeout=TIMEOUT)
+        return self.p.returncode, stdout.decode(), stderr.decode()
+
+
+def consumers(env, topic, partition=0):
+    return describe(env, topic)["partition_state"][partition]["consumers"]
+
+
+# --- help and usage --------------------------------------------------------
+
+
+def test_help_documents_exit_codes_and_the_daemon(env):
+    text = out(env, "--help")
+    for line in ["0  ok", "1  the operation failed", "2  usage error", "3  not found"]:
+        assert line in text
+    assert "daemon" in text
+    for sub in [["topic", "create"], ["topic", "list"], ["topic", "describe"],
+                ["topic", "delete"], ["publish"], ["tail"], ["stat"], ["doctor"]]:
+        assert "Usage: shmbus " + " ".join(sub) in out(env, *sub, "--help")
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["bogus"],
+    ["topic"],
+    ["topic", "bogus"],
+    ["topic", "create"],
+    ["topic", "create", "t", "--partitions", "0"],
+    ["topic", "create", "t", "--segment-bytes", "1000"],
+    ["topic", "create", "t", "--segments", "3"],
+    ["topic", "create", "t", "--policy", "drop"],
+    ["topic", "create", "t", "--alignment", "16"],
+    ["topic", "create", "t", "--mode", "0666"],
+    ["topic", "create", "t", "--mode", "rw"],
+    ["topic", "create", "bad/name"],
+    ["--bus", "bad/bus", "topic", "list"],
+    ["publish"],
+    ["publish", "t", "x", "--header", "novalue"],
+    ["publish", "t", "x", "--timeout", "soon"],
+    ["tail", "t", "--format", "xml"],
+    ["tail", "t", "--from", "yesterday"],
+    ["tail", "t", "--from", "2026-13-01"],
+    ["tail", "t", "--unknown"],
+    ["stat", "--interval", "0s"],
+    ["doctor", "extra"],
+])
+def test_bad_arguments_exit_2(env, args):
+    p = run(env, *args, expect=2)
+    assert "--help" in p.stderr.decode()
+
+
+def test_partition_out_of_range_is_a_usage_error(env):
+    run(env, "topic", "create", "t", "--partitions", "2", "--segment-bytes", "4096")
+    err = run(env, "publish", "t", "x", "--partition", "2", expect=2).stderr.decode()
+    assert "0..1" in err
+    run(env, "tail", "t", "--partition", "5", expect=2)
+
+
+# --- topics ----------------------------------------------------------------
+
+
+def test_create_describe_list(env):
+    text = out(env, "topic", "create", "orders", "--partitions", "2", "--segment-bytes", "64KiB",
+               "--segments", "8", "--policy", "overwrite", "--alignment", "128",
+               "--max-producers", "4", "--max-consumers", "8", "--exclusive", "--mode", "0600")
+    assert text.startswith("created topic orders")
+    run(env, "topic", "create", "prices")  # all defaults
+
+    d = describe(env, "orders")
+    assert d["name"] == "orders"
+    assert d["bus"] == "default"
+    assert d["partitions"] == 2
+    assert d["policy"] == "overwrite"
+    assert d["segment_bytes"] == 65536
+    assert d["segment_count"] == 8
+    assert d["capacity"] == 8 * 65536
+    assert d["frame_alignment"] == 128
+    assert d["max_producers"] == 4
+    assert d["max_consumers"] == 8
+    assert d["exclusive_producer"] is True
+    assert d["mode"] == "0600"
+    assert [p["partition"] for p in d["partition_state"]] == [0, 1]
+    for p in d["partition_state"]:
+        assert p["tail"] == 0 and p["producers"] == [] and p["consumers"] == []
+    root = os.path.join(env["SHMBUS_SHM_ROOT"], "default")
+    for f in ["orders.0.log", "orders.0.cur", "orders.1.log", "orders.1.cur"]:
+        assert os.stat(os.path.join(root, f)).st_mode & 0o777 == 0o600
+
+    d = describe(env, "prices")
+    assert (d["partitions"], d["policy"], d["segment_bytes"], d["segment_count"]) == \
+        (1, "block", 1 << 20, 4)
+    assert (d["frame_alignment"], d["exclusive_producer"], d["mode"]) == (64, False, "0640")
+
+    text = out(env, "topic", "describe", "orders")
+    assert "policy         overwrite" in text
+    assert "8 x 64.0 KiB = 512.0 KiB per partition (524288 bytes)" in text
+    assert "partition 1    tail 0" in text
+
+    lines = out(env, "topic", "list").splitlines()
+    assert lines[0].split() == ["TOPIC", "PARTITIONS", "POLICY", "CAPACITY/PART", "PRODUCERS",
+                                "CONSUMERS"]
+    assert [l.split()[:3] for l in lines[1:]] == [["orders", "2", "overwrite"],
+                                                 ["prices", "1", "block"]]
+    listed = json.loads(out(env, "topic", "list", "--json"))
+    assert [(t["name"], t["partitions"]) for t in listed] == [("orders", 2), ("prices", 1)]
+
+
+def test_create_with_placement_and_lock(env):
+    run(env, "topic", "create", "placed", "--numa-node", "0", "--lock", "--segment-bytes", "4096")
+    assert describe(env, "placed")["segment_bytes"] == 4096
+    err = run(env, "topic", "create", "nowhere", "--numa-node", "4000",
+              expect=1).stderr.decode()
+    assert "NUMA node 4000" in err and "shmbus doctor" in err
+    assert "nowhere" not in out(env, "topic", "list")  # all partitions or none
+
+
+def test_create_twice_fails_and_says_what_to_do(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    err = run(env, "topic", "create", "t", expect=1).stderr.decode()
+    assert "already exists" in err and "topic delete t" in err
+
+
+def test_bus_option_and_environment(env):
+    run(env, "--bus", "other", "topic", "create", "t", "--segment-bytes", "4096")
+    assert "no topics" in out(env, "topic", "list")
+    assert json.loads(out(env, "topic", "list", "--bus", "other", "--json"))[0]["name"] == "t"
+    e = dict(env, SHMBUS_BUS="other")
+    assert describe(e, "t")["bus"] == "other"
+
+
+def test_delete(env):
+    run(env, "topic", "create", "t", "--partitions", "2", "--segment-bytes", "4096")
+    assert out(env, "topic", "delete", "t") == "deleted topic t\n"
+    assert os.listdir(os.path.join(env["SHMBUS_SHM_ROOT"], "default")) == []
+    assert "no topics" in out(env, "topic", "list")
+    assert json.loads(out(env, "topic", "list", "--json")) == []
+    err = run(env, "topic", "delete", "t", expect=3).stderr.decode()
+    assert "'t' not found" in err
+
+
+def test_delete_a_damaged_topic(env):
+    run(env, "topic", "create", "t", "--partitions", "2", "--segment-bytes", "4096")
+    bus = os.path.join(env["SHMBUS_SHM_ROOT"], "default")
+    os.truncate(os.path.join(bus, "t.0.log"), 100)  # as if a process with write access broke it
+    run(env, "topic", "describe", "t", expect=1)
+    assert "unreadable" in out(env, "topic", "list")
+    assert out(env, "topic", "delete", "t") == "deleted topic t\n"
+    assert os.listdir(bus) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["topic", "describe", "nope"],
+    ["topic", "describe", "nope", "--json"],
+    ["topic", "delete", "nope"],
+    ["publish", "nope", "x"],
+    ["tail", "nope"],
+    ["stat", "nope", "--once"],
+])
+def test_missing_topic_exit_3(env, args):
+    err = run(env, *args, expect=3).stderr.decode()
+    assert "topic 'nope' not found in bus 'default'" in err
+    assert "topic list" in err
+
+
+# --- publish and tail ------------------------------------------------------
+
+
+def publish_sample(env):
+    """Two messages from arguments with key and headers, three from stdin."""
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "4")
+    run(env, "publish", "t", "hello", "wörld", "--key", "AAPL", "--header", "venue=XNAS",
+        "-H", "side=buy")
+    run(env, "publish", "t", input=b"plain\nctl\x01\"q\"\\\t\n\xff\xfe\n")
+    return [json.loads(l) for l in out(env, "tail", "t", "--format", "json").splitlines()]
+
+
+def test_tail_json(env):
+    msgs = publish_sample(env)
+    assert [m["position"] for m in msgs] == [0, 128, 256, 320, 384]
+    now = time.time_ns()
+    for m in msgs:
+        assert m["partition"] == 0
+        assert now - 600 * 10**9 < m["timestamp_ns"] <= now
+        assert m["time"] == iso(m["timestamp_ns"])
+    stamps = [m["timestamp_ns"] for m in msgs]
+    assert stamps == sorted(stamps)
+    strip = [{k: v for k, v in m.items() if k not in ("timestamp_ns", "time")} for m in msgs]
+    assert strip == [
+        {"position": 0, "partition": 0, "key": "AAPL",
+         "headers": {"venue": "XNAS", "side": "buy"}, "payload": "hello"},
+        {"position": 128, "partition": 0, "key": "AAPL",
+         "headers": {"venue": "XNAS", "side": "buy"}, "payload": "wörld"},
+        {"position": 256, "partition": 0, "key": None, "headers": {}, "payload": "plain"},
+        {"position": 320, "partition": 0, "key": None, "headers": {},
+         "payload": "ctl\x01\"q\"\\\t"},
+        {"position": 384, "partition": 0, "key": None, "headers": {},
+         "payload_base64": base64.b64encode(b"\xff\xfe").decode()},
+    ]
+
+
+def test_tail_text(env):
+    msgs = publish_sample(env)
+    t = [m["time"] for m in msgs]
+    assert out(env, "tail", "t").splitlines() == [
+        f'position=0 time={t[0]} key="AAPL" headers={{"venue"="XNAS", "side"="buy"}} '
+        'payload="hello"',
+        f'position=128 time={t[1]} key="AAPL" headers={{"venue"="XNAS", "side"="buy"}} '
+        'payload="wörld"',
+        f'position=256 time={t[2]} payload="plain"',
+        f'position=320 time={t[3]} payload="ctl\\x01\\"q\\"\\\\\\t"',
+        f'position=384 time={t[4]} payload="\\xff\\xfe"',
+    ]
+
+
+def test_tail_hex(env):
+    msgs = publish_sample(env)
+    t = [m["time"] for m in msgs]
+    assert out(env, "tail", "t", "--format", "hex").splitlines() == [
+        f'position=0 time={t[0]} key="AAPL" headers={{"venue"="XNAS", "side"="buy"}} length=5',
+        "00000000  68 65 6c 6c 6f                                    |hello|",
+        f'position=128 time={t[1]} key="AAPL" headers={{"venue"="XNAS", "side"="buy"}} length=6',
+        "00000000  77 c3 b6 72 6c 64                                 |w..rld|",
+        f"position=256 time={t[2]} length=5",
+        "00000000  70 6c 61 69 6e                                    |plain|",
+        f"position=320 time={t[3]} length=9",
+        '00000000  63 74 6c 01 22 71 22 5c  09                       |ctl."q"\\.|',
+        f"position=384 time={t[4]} length=2",
+        "00000000  ff fe                                             |..|",
+    ]
+
+
+def test_tail_hex_of_a_long_payload(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "publish", "t", "0123456789abcdefXYZ")
+    assert out(env, "tail", "t", "--format", "hex").splitlines()[1:] == [
+        "00000000  30 31 32 33 34 35 36 37  38 39 61 62 63 64 65 66  |0123456789abcdef|",
+        "00000010  58 59 5a                                          |XYZ|",
+    ]
+
+
+def test_publish_from_stdin_keeps_empty_lines_and_a_last_line_without_newline(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "publish", "t", "--key", "k", input=b"a\n\nb")
+    msgs = [json.loads(l) for l in out(env, "tail", "t", "--format", "json").splitlines()]
+    assert [(m["key"], m["payload"]) for m in msgs] == [("k", "a"), ("k", ""), ("k", "b")]
+
+
+def test_tail_from_position(env):
+    msgs = publish_sample(env)
+    lines = out(env, "tail", "t", "--from", "256", "--format", "json").splitlines()
+    assert [json.loads(l)["position"] for l in lines] == [256, 320, 384]
+    assert out(env, "tail", "t", "--from", "448") == ""  # the tail: nothing yet
+    lines = out(env, "tail", "t", "--from", "128", "--count", "2", "--format", "json").splitlines()
+    assert [json.loads(l)["position"] for l in lines] == [128, 256]
+    # Not a multiple of the alignment; past the tail; inside a frame.
+    assert "alignment" in run(env, "tail", "t", "--from", "100", expect=1).stderr.decode()
+    assert "outside the ring" in run(env, "tail", "t", "--from", "4096",
+                                     expect=1).stderr.decode()
+    assert "not the start of a message" in run(env, "tail", "t", "--from", "64",
+                                               expect=1).stderr.decode()
+    assert len(msgs) == 5
+
+
+def test_tail_from_time(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "publish", "t", "early1", "early2")
+    time.sleep(0.01)
+    run(env, "publish", "t", "late1", "late2")
+    msgs = [json.loads(l) for l in out(env, "tail", "t", "--format", "json").splitlines()]
+    assert [m["payload"] for m in msgs] == ["early1", "early2", "late1", "late2"]
+    late = msgs[2]["timestamp_ns"]
+    assert late > msgs[1]["timestamp_ns"]
+
+    def payloads(*args):
+        lines = out(env, "tail", "t", "--format", "json", *args).splitlines()
+        return [json.loads(l)["payload"] for l in lines]
+
+    # At or after the time: the message stamped exactly then is included.
+    assert payloads("--from", iso(late)) == ["late1", "late2"]
+    assert payloads("--from", iso(late, offset_hours=2)) == ["late1", "late2"]
+    assert payloads("--from", iso(late - 1)) == ["late1", "late2"]
+    assert payloads("--from", iso(late + 1)) == ["late2"]
+    assert payloads("--from", iso(msgs[0]["timestamp_ns"])) == [m["payload"] for m in msgs]
+    # Relative, with and without '='.
+    assert payloads("--from=-1h") == [m["payload"] for m in msgs]
+    assert payloads("--from", "-10m") == [m["payload"] for m in msgs]
+    assert payloads("--from", "2100-01-01T00:00:00Z") == []
+    assert payloads("--from", "2000-01-01") == [m["payload"] for m in msgs]
+
+
+def test_tail_follow_until_count(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "publish", "t", "old")
+    bg = Background(env, "tail", "t", "--follow", "--count", "2", "--format", "json")
+    wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
+    run(env, "publish", "t", "new1", "new2", "new3")
+    stdout, stderr = bg.p.communicate(timeout=TIMEOUT)
+    assert bg.p.returncode == 0, stderr
+    assert [json.loads(l)["payload"] for l in stdout.decode().splitlines()] == ["new1", "new2"]
+    assert consumers(env, "t") == []  # the cursor slot was given back
+
+
+def test_tail_follow_stops_cleanly_on_sigint(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    bg = Background(env, "tail", "t", "-f")
+    wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
+    run(env, "publish", "t", "x", "--key", "k")
+    wait_for("tail to read", lambda: consumers(env, "t")[0]["lag"] == 0)
+    code, stdout, stderr = bg.stop()
+    assert code == 0, stderr
+    assert re.fullmatch(r'position=0 time=\S+ key="k" payload="x"\n', stdout)
+    assert consumers(env, "t") == []
+
+
+def test_publish_fails_when_full_for_the_timeout(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "2")
+    bg = Background(env, "tail", "t", "-f")
+    wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
+    bg.p.send_signal(signal.SIGSTOP)  # a consumer that reads nothing
+    pid = bg.p.pid
+    lines = "".join(f"{i}\n" for i in range(200)).encode()
+    err = run(env, "publish", "t", "--timeout", "200ms", input=lines,
+              expect=1).stderr.decode()
+    assert "stayed full for 200ms" in err
+    assert f"pid {pid}" in err and "128 message(s) were published" in err
+    code, _, stderr = bg.stop()
+    assert code == 0, stderr
+
+
+def test_publish_too_large(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    err = run(env, "publish", "t", "x" * 5000, expect=1).stderr.decode()
+    assert "does not fit in one segment" in err and "--segment-bytes" in err
+
+
+def test_tail_of_stdout_closed_early(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "16")
+    run(env, "publish", "t", input=b"m\n" * 500)
+    p = subprocess.run(f"'{TOOL}' tail t | head -n 1", shell=True, env=env, capture_output=True,
+                       timeout=TIMEOUT)
+    assert p.stdout.decode().startswith("position=0 ")
+    assert p.stderr == b""
+    assert consumers(env, "t") == []
+
+
+# --- stat and doctor -------------------------------------------------------
+
+
+def test_stat_once(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "4")
+    run(env, "topic", "create", "u", "--partitions", "2", "--segment-bytes", "4096")
+    run(env, "publish", "t", "a" * 100, "b" * 100)  # 2 frames of 128 bytes
+    bg = Background(env, "tail", "t", "-f")  # joins at the tail: 256
+    wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
+    run(env, "publish", "t", "c" * 100)
+    wait_for("tail to read", lambda: consumers(env, "t")[0]["position"] == 384)
+    bg.p.send_signal(signal.SIGSTOP)
+    run(env, "publish", "t", "d" * 100)  # lag: 128 bytes
+
+    lines = out(env, "stat", "--once", "--interval", "100ms").splitlines()
+    assert lines[0].startswith("shmbus stat  bus default")
+    assert lines[1].split() == ["TOPIC", "PART", "POLICY", "CAPACITY", "TAIL", "BYTES/S", "FILL",
+                                "PRODUCER", "PIDS"]
+    #                       topic part policy capacity     tail   bytes/s   fill  producers
+    assert lines[2].split() == ["t", "0", "block", "16.0", "KiB", "512", "0", "B", "0.8%", "-"]
+    assert lines[3].split() == ["consumer", "pid", str(bg.p.pid), "position", "384", "lag", "128",
+                                "B"]
+    assert [l.split()[:2] for l in lines[4:]] == [["u", "0"], ["u", "1"]]
+
+    only = json.loads(out(env, "stat", "t", "--once", "--json", "-i", "50ms"))
+    assert only["bus"] == "default" and only["missing"] == []
+    [part] = only["partitions"]
+    assert (part["topic"], part["partition"], part["tail"], part["capacity"]) == \
+        ("t", 0, 512, 16384)
+    assert part["bytes_per_s"] == 0 and part["fill"] == pytest.approx(128 / 16384)
+    assert part["producer_pids"] == []
+    assert part["consumers"] == [{"pid": bg.p.pid, "alive": True, "position": 384, "lag": 128}]
+    code, stdout, stderr = bg.stop()
+    assert code == 0, stderr
+    assert [l.split("payload=")[1] for l in stdout.splitlines()] == \
+        ['"' + "c" * 100 + '"', '"' + "d" * 100 + '"']
+
+
+def test_stat_repeats_plain_tables_when_not_a_tty(env, tmp_path):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    log = tmp_path / "stat.out"
+    with open(log, "wb") as f:
+        p = subprocess.Popen([TOOL, "stat", "--interval", "50ms"], env=env, stdout=f)
+    try:
+        wait_for("three tables", lambda: log.read_text().count("shmbus stat  bus default") >= 3)
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=TIMEOUT) == 0
+    text = log.read_text()
+    assert "\x1b" not in text
+    assert "\n\nshmbus stat  bus default" in text  # tables one blank line apart
+
+
+def test_doctor(env):
+    text = out(env, "doctor")
+    for check in ["cpus", "cpu governor", "isolated cpus", "huge pages", "transparent huge pages",
+                  "swap", "memlock limit", "/dev/shm", "io_uring", "numa", "clocksource"]:
+        assert re.search(r"^(ok|info|warn) +" + re.escape(check) + " ", text, re.M), check
+    assert re.search(r"^\d+ warning\(s\)$", text, re.M)
+    d = json.loads(out(env, "doctor", "--json"))
+    assert len(d["checks"]) == 11
+    for c in d["checks"]:
+        assert c["verdict"] in ("ok", "info", "warn") and c["finding"]
+        assert c["verdict"] == "ok" or c["advice"], c
+    assert d["warnings"] == sum(c["verdict"] == "warn" for c in d["checks"])

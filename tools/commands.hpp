@@ -1,0 +1,93 @@
+// tools/commands.hpp — the subcommands of the `shmbus` tool, each an options
+// struct (filled by the command line in main.cpp) and a run function.
+//
+// A run function returns normally on success (exit 0) and throws cli::Failure
+// (see util.hpp) otherwise. Until the daemon exists, every command works on
+// the bus directory directly through the library.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util.hpp"
+
+namespace shmbus::cli {
+
+// --- topic create | list | describe | delete (topic.cpp) ---
+
+struct TopicCreateOptions {
+  std::string name;
+  std::uint32_t partitions = 1;
+  std::string segment_bytes = "1MiB";
+  std::uint32_t segments = 4;
+  std::string policy = "block";
+  std::uint32_t alignment = 64;
+  std::uint32_t max_producers = 16;
+  std::uint32_t max_consumers = 16;
+  bool exclusive = false;
+  std::string mode = "0640";
+  bool huge_pages = false;
+  bool lock = false;
+  std::string numa_node;  // empty: anywhere; "auto": the caller's node; or a node number
+};
+void run_topic_create(const Context& ctx, const TopicCreateOptions& o);
+
+struct TopicListOptions {
+  bool json = false;
+};
+void run_topic_list(const Context& ctx, const TopicListOptions& o);
+
+struct TopicDescribeOptions {
+  std::string name;
+  bool json = false;
+};
+void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o);
+
+struct TopicDeleteOptions {
+  std::string name;
+};
+void run_topic_delete(const Context& ctx, const TopicDeleteOptions& o);
+
+// --- publish (publish.cpp) ---
+
+struct PublishOptions {
+  std::string topic;
+  std::vector<std::string> messages;  // none: one message per line of stdin
+  std::uint32_t partition = 0;
+  std::string key;
+  std::vector<std::string> headers;  // "name=value"
+  std::string timeout = "5s";        // how long to retry while the partition is Full
+};
+void run_publish(const Context& ctx, const PublishOptions& o);
+
+// --- tail (tail.cpp) ---
+
+struct TailOptions {
+  std::string topic;
+  std::uint32_t partition = 0;
+  std::string from;  // beginning | end | POSITION | TIME; empty: beginning, or end with follow
+  bool follow = false;
+  std::string format = "text";  // text | hex | json
+  std::uint64_t count = 0;      // 0: no limit
+};
+void run_tail(const Context& ctx, const TailOptions& o);
+
+// --- stat (stat.cpp) ---
+
+struct StatOptions {
+  std::vector<std::string> topics;  // none: every topic of the bus
+  std::string interval = "1s";
+  bool once = false;
+  bool json = false;
+};
+void run_stat(const Context& ctx, const StatOptions& o);
+
+// --- doctor (doctor.cpp) ---
+
+struct DoctorOptions {
+  bool json = false;
+};
+void run_doctor(const Context& ctx, const DoctorOptions& o);
+
+}  // namespace shmbus::cli

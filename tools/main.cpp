@@ -1,0 +1,331 @@
+// shmbus — the command-line tool: topics, publish, tail, stat, doctor.
+//
+// This file is the command line (CLI11) only; each subcommand's work is in
+// its own file (commands.hpp). Exit codes: see kFooter.
+#include <CLI/CLI.hpp>
+#include <bit>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "commands.hpp"
+#include "log/ring.hpp"
+#include "util.hpp"
+
+namespace {
+
+using namespace shmbus::cli;
+
+constexpr const char* kFooter = R"(Exit codes:
+  0  ok
+  1  the operation failed (the message says what to do)
+  2  usage error (bad command line)
+  3  not found (no such topic)
+
+Environment: SHMBUS_BUS (the default for --bus), SHMBUS_SHM_ROOT (where bus
+directories live, default /dev/shm/shmbus).
+
+For now the tool works on the bus directory directly, through the library;
+the daemon shmbusd, which will own creation and access, is a later issue.)";
+
+CLI::Validator duration_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        std::string why;
+        if (!parse_duration(s, &why)) return why;
+        return std::string();
+      },
+      "DURATION");
+}
+
+CLI::Validator positive_duration_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        std::string why;
+        auto d = parse_duration(s, &why);
+        if (!d) return why;
+        if (d->count() <= 0) return std::string("must be more than 0");
+        return std::string();
+      },
+      "DURATION");
+}
+
+CLI::Validator power_of_two(std::uint64_t min, std::uint64_t max) {
+  return CLI::Validator(
+      [min, max](std::string& s) {
+        auto v = parse_u64(s);
+        if (!v || !std::has_single_bit(*v) || *v < min || *v > max)
+          return "'" + s + "' must be a power of two from " + std::to_string(min) + " to " +
+                 std::to_string(max);
+        return std::string();
+      },
+      "POW2");
+}
+
+CLI::Validator segment_size_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        std::string why;
+        auto v = parse_size(s, &why);
+        if (!v) return why;
+        if (!std::has_single_bit(*v) || *v < 4096 || *v > (1ull << 30))
+          return "'" + s + "' must be a power of two from 4096 (4KiB) to 1GiB";
+        return std::string();
+      },
+      "SIZE");
+}
+
+CLI::Validator name_check(const char* what) {
+  return CLI::Validator(
+      [what](std::string& s) {
+        auto ok = shmbus::log::check_name(what, s);
+        return ok ? std::string() : ok.error().message;
+      },
+      "NAME");
+}
+
+CLI::Validator mode_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        char* end = nullptr;
+        const unsigned long v = std::strtoul(s.c_str(), &end, 8);
+        if (s.empty() || *end != '\0' || v > 0777)
+          return "'" + s + "' is not an octal file mode like 0640";
+        if ((v & 0002) != 0) return "'" + s + "' is world-writable; shmbus files never are";
+        return std::string();
+      },
+      "OCTAL");
+}
+
+CLI::Validator from_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        if (s == "beginning" || s == "end" || parse_u64(s)) return std::string();
+        std::string why;
+        if (!parse_time(s, 0, &why)) return why + ", or beginning, end, a position";
+        return std::string();
+      },
+      "WHERE");
+}
+
+CLI::Validator header_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        const auto eq = s.find('=');
+        if (eq == std::string::npos || eq == 0)
+          return "header '" + s + "' must be name=value, with a non-empty name";
+        if (eq > 0xffff || s.size() - eq - 1 > 0xffff)
+          return std::string("header names and values are at most 65535 bytes");
+        return std::string();
+      },
+      "NAME=VALUE");
+}
+
+// "shmbus topic create", for "see ... --help".
+std::string command_path(const CLI::App& app) {
+  std::string path = app.get_name();
+  const CLI::App* at = &app;
+  for (;;) {
+    auto subs = at->get_subcommands();
+    if (subs.empty()) break;
+    at = subs.front();
+    path += " " + at->get_name();
+  }
+  return path;
+}
+
+void add_topic(CLI::App& app, Context& ctx) {
+  CLI::App* topic = app.add_subcommand("topic", "Create, list, describe and delete topics");
+  topic->require_subcommand(1);
+
+  auto create = std::make_shared<TopicCreateOptions>();
+  CLI::App* c = topic->add_subcommand("create", "Create a topic (all partitions, or none)");
+  c->add_option("name", create->name, "Topic name: 1..200 of [A-Za-z0-9._-]")
+      ->required()
+      ->check(name_check("topic"));
+  c->add_option("-p,--partitions", create->partitions, "Number of partitions")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  c->add_option("--segment-bytes", create->segment_bytes,
+                "Bytes per segment, a power of two (4096, 64KiB, 1MiB, ...); the largest "
+                "message is a little under one segment")
+      ->check(segment_size_check())
+      ->capture_default_str();
+  c->add_option("--segments", create->segments, "Segments per partition ring, a power of two")
+      ->check(power_of_two(2, 1024))
+      ->capture_default_str();
+  c->add_option("--policy", create->policy,
+                "When the ring is full of unread data: block (producers get Full) or overwrite "
+                "(slow consumers get Lagged)")
+      ->check(CLI::IsMember({"block", "overwrite"}))
+      ->capture_default_str();
+  c->add_option("--alignment", create->alignment,
+                "Frame alignment in bytes, a power of two; 64 keeps small frames in one cache "
+                "line")
+      ->check(power_of_two(32, 4096))
+      ->capture_default_str();
+  c->add_option("--max-producers", create->max_producers, "Producer slots per partition")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  c->add_option("--max-consumers", create->max_consumers, "Consumer slots per partition")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  c->add_flag("--exclusive", create->exclusive,
+              "One producer at a time (no atomic read-modify-write on the tail)");
+  c->add_option("--mode", create->mode, "File mode of the topic's files (octal)")
+      ->check(mode_check())
+      ->capture_default_str();
+  c->add_flag("--huge-pages", create->huge_pages,
+              "Ask for transparent huge pages (needs shmem_enabled advise or always; see "
+              "shmbus doctor)");
+  c->add_flag("--lock", create->lock, "mlock the rings (needs RLIMIT_MEMLOCK; see shmbus doctor)");
+  c->add_option("--numa-node", create->numa_node,
+                "Put the memory on this NUMA node, or 'auto' for the node this command runs on")
+      ->check(CLI::IsMember({"auto"}) | CLI::Range(0, 4095));
+  c->callback([&ctx, create] { run_topic_create(ctx, *create); });
+
+  auto list = std::make_shared<TopicListOptions>();
+  CLI::App* l = topic->add_subcommand("list", "List the topics of the bus (its *.0.log files)");
+  l->add_flag("--json", list->json, "One JSON array of topics");
+  l->callback([&ctx, list] { run_topic_list(ctx, *list); });
+
+  auto describe = std::make_shared<TopicDescribeOptions>();
+  CLI::App* d =
+      topic->add_subcommand("describe", "Show a topic's options and each partition's state");
+  d->add_option("name", describe->name, "Topic name")->required();
+  d->add_flag("--json", describe->json, "One JSON object");
+  d->callback([&ctx, describe] { run_topic_describe(ctx, *describe); });
+
+  auto del = std::make_shared<TopicDeleteOptions>();
+  CLI::App* x = topic->add_subcommand(
+      "delete", "Delete a topic's files; processes that mapped them keep their mappings");
+  x->add_option("name", del->name, "Topic name")->required();
+  x->callback([&ctx, del] { run_topic_delete(ctx, *del); });
+}
+
+void add_publish(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<PublishOptions>();
+  CLI::App* p = app.add_subcommand(
+      "publish", "Publish messages: the MESSAGE arguments, or one per line of stdin");
+  p->add_option("topic", o->topic, "Topic name")->required();
+  p->add_option("message", o->messages,
+                "Payloads; none: read stdin, one message per line (without the newline)");
+  p->add_option("-p,--partition", o->partition, "Partition")->capture_default_str();
+  p->add_option("-k,--key", o->key, "Key of every message")
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            return s.size() > 0xffff ? std::string("a key is at most 65535 bytes") : "";
+          },
+          "KEY"));
+  p->add_option("-H,--header", o->headers, "A header name=value on every message (repeatable)")
+      ->check(header_check());
+  p->add_option("--timeout", o->timeout,
+                "How long to retry while the partition is full (a block topic whose slowest "
+                "consumer is a ring behind); 0: do not wait")
+      ->check(duration_check())
+      ->capture_default_str();
+  p->footer(
+      "Fails (exit 1) when a message does not fit in a segment, or when the partition stays "
+      "full for --timeout; messages before it were published.");
+  p->callback([&ctx, o] { run_publish(ctx, *o); });
+}
+
+void add_tail(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<TailOptions>();
+  CLI::App* t = app.add_subcommand("tail", "Print the messages of a partition");
+  t->add_option("topic", o->topic, "Topic name")->required();
+  t->add_option("-p,--partition", o->partition, "Partition")->capture_default_str();
+  t->add_option("--from", o->from,
+                "Where to start: beginning (the oldest message in the ring), end, a POSITION "
+                "(a message's position), or a TIME: ISO-8601 (2026-11-25T10:00:00Z; no zone "
+                "means UTC) or relative (-5m, -30s, -2h): the first message stamped at or "
+                "after it. Default: beginning, or end with --follow")
+      ->check(from_check());
+  t->add_flag("-f,--follow", o->follow, "Keep waiting for new messages (until Ctrl-C)");
+  t->add_option("--format", o->format, "text, hex (a hexdump of each payload) or json")
+      ->check(CLI::IsMember({"text", "hex", "json"}))
+      ->capture_default_str();
+  t->add_option("-n,--count", o->count, "Stop after N messages (0: no limit)")
+      ->capture_default_str();
+  t->footer(R"(Formats:
+  text  position=P time=ISO-8601 [key="K"] [headers={"name"="value", ...}] payload="..."
+        with \" \\ \n \r \t and \xNN escapes for bytes that are not printable
+  hex   the same line without the payload, then the payload as a hexdump
+  json  one object per line: position, partition, timestamp_ns, time, key (or null),
+        headers (an object), and payload (a string when it is valid UTF-8) or
+        payload_base64; keys and headers that are not UTF-8 are escaped as in text
+
+tail attaches as a consumer: on a block topic, a tail that is not reading (a
+paused terminal) holds producers back like any slow consumer.)");
+  t->callback([&ctx, o] { run_tail(ctx, *o); });
+}
+
+void add_stat(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<StatOptions>();
+  CLI::App* s = app.add_subcommand(
+      "stat", "Live per-partition rates, fill and consumer lag, refreshed like top");
+  s->add_option("topic", o->topics, "Topics (default: every topic of the bus)");
+  s->add_option("-i,--interval", o->interval, "Time between refreshes (and of a rate sample)")
+      ->check(positive_duration_check())
+      ->capture_default_str();
+  s->add_flag("--once", o->once, "Print one table (rates measured over one --interval) and exit");
+  s->add_flag("--json", o->json, "One JSON object per refresh");
+  s->footer(R"(Columns: TAIL is the next position producers will write (bytes since the
+topic was created); BYTES/S is its rate; FILL is (tail - slowest consumer) /
+capacity: at 100% a block topic's producers get Full and an overwrite topic's
+slowest consumer is lapped. LAG is tail - the consumer's position, in bytes.
+Message counts are not recorded by the partition log, so there is no msgs/s.)");
+  s->callback([&ctx, o] { run_stat(ctx, *o); });
+}
+
+void add_doctor(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<DoctorOptions>();
+  CLI::App* d = app.add_subcommand(
+      "doctor", "Check what matters for latency on this machine, and what to change");
+  d->add_flag("--json", o->json, "One JSON object");
+  d->callback([&ctx, o] { run_doctor(ctx, *o); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Context ctx;
+  CLI::App app("shmbus — topics, publish, tail, stat and doctor for a shared-memory message bus",
+               "shmbus");
+  app.fallthrough();  // --bus may come after the subcommand
+  app.require_subcommand(1);
+  app.add_option("--bus", ctx.bus, "The bus (a directory under SHMBUS_SHM_ROOT)")
+      ->envname("SHMBUS_BUS")
+      ->check(name_check("bus"))
+      ->capture_default_str();
+  add_topic(app, ctx);
+  add_publish(app, ctx);
+  add_tail(app, ctx);
+  add_stat(app, ctx);
+  add_doctor(app, ctx);
+  app.footer(kFooter);  // after the subcommands: only the top-level help shows it
+
+  install_stop_handlers();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // "shmbus bogus" and "shmbus topic bogus" leave the word unparsed.
+    const CLI::App* at = &app;
+    while (!at->get_subcommands().empty()) at = at->get_subcommands().front();
+    const std::vector<std::string> left = app.remaining(true);
+    std::string what = e.what();
+    if (!left.empty() && !at->get_subcommands({}).empty() && at->get_subcommands().empty())
+      what = "unknown command '" + left.front() + "'";
+    std::fprintf(stderr, "shmbus: %s (see: %s --help)\n", what.c_str(), command_path(app).c_str());
+    return kUsage;
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "shmbus: %s\n", f.what());
+    return f.code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shmbus: %s\n", e.what());
+    return kFailed;
+  }
+  return kOk;
+}

@@ -1,0 +1,186 @@
+// shmbus stat [TOPIC...]: a table of partitions and consumers, refreshed like top.
+//
+// Everything comes from Topic::describe snapshots (no cursor is registered,
+// so watching never slows a producer): bytes/s from the tail's delta between
+// two snapshots, fill and lag from the consumers' published positions.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+
+namespace shmbus::cli {
+namespace {
+
+using nlohmann::json;
+
+struct Snapshot {
+  std::chrono::steady_clock::time_point at;
+  std::int64_t wall_ns = 0;
+  std::map<std::string, TopicInfo> topics;  // only those that could be read
+  std::vector<std::string> missing;         // named topics that do not exist (now)
+};
+
+Snapshot take(const Context& ctx, const std::vector<std::string>& names) {
+  Snapshot s;
+  s.at = std::chrono::steady_clock::now();
+  s.wall_ns = now_ns();
+  for (const std::string& n : names.empty() ? list_topics(ctx) : names) {
+    auto info = Topic::describe(ctx.bus, n);
+    if (info)
+      s.topics.emplace(n, std::move(info).value());
+    else if (!names.empty())
+      s.missing.push_back(n);
+  }
+  return s;
+}
+
+bool pid_alive(std::uint32_t pid) {
+  return pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+}
+
+struct Row {
+  std::string topic;
+  std::uint32_t partition = 0;
+  const TopicInfo* info = nullptr;
+  const PartitionInfo* now = nullptr;
+  std::optional<double> bytes_per_s;  // none: no earlier sample
+  std::optional<double> fill;         // none: no consumer
+};
+
+std::vector<Row> rows(const Snapshot& before, const Snapshot& now) {
+  std::vector<Row> out;
+  const double dt = std::chrono::duration<double>(now.at - before.at).count();
+  for (const auto& [name, info] : now.topics) {
+    const auto old = before.topics.find(name);
+    const std::uint64_t capacity = info.options.segment_bytes * info.options.segment_count;
+    for (std::uint32_t p = 0; p < info.partitions.size(); ++p) {
+      Row r{name, p, &info, &info.partitions[p], std::nullopt, std::nullopt};
+      const PartitionInfo& part = info.partitions[p];
+      if (old != before.topics.end() && p < old->second.partitions.size() && dt > 0 &&
+          part.tail >= old->second.partitions[p].tail)  // a smaller tail: recreated meanwhile
+        r.bytes_per_s = double(part.tail - old->second.partitions[p].tail) / dt;
+      if (!part.consumer_positions.empty()) {
+        const std::uint64_t slowest =
+            *std::min_element(part.consumer_positions.begin(), part.consumer_positions.end());
+        r.fill = double(part.tail > slowest ? part.tail - slowest : 0) / double(capacity);
+      }
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+std::string render_text(const Context& ctx, const Snapshot& now, const std::vector<Row>& rs,
+                        const std::string& interval) {
+  std::string s = "shmbus stat  bus " + ctx.bus + "  " + format_time(now.wall_ns).substr(0, 19) +
+                  "Z  every " + interval + "\n";
+  for (const std::string& m : now.missing) s += "topic '" + m + "' does not exist (now)\n";
+  if (rs.empty()) {
+    if (now.missing.empty()) s += "no topics in bus '" + ctx.bus + "' (" + bus_dir(ctx) + ")\n";
+    return s;
+  }
+  char line[512];
+  std::snprintf(line, sizeof line, "%-20s %4s %-9s %10s %14s %12s %7s  %s\n", "TOPIC", "PART",
+                "POLICY", "CAPACITY", "TAIL", "BYTES/S", "FILL", "PRODUCER PIDS");
+  s += line;
+  for (const Row& r : rs) {
+    const TopicOptions& o = r.info->options;
+    std::string rate = r.bytes_per_s ? human_bytes(*r.bytes_per_s) : "-";
+    char fill[16] = "-";
+    if (r.fill) {
+      if (*r.fill > 1.0)
+        std::snprintf(fill, sizeof fill, "lapped");
+      else
+        std::snprintf(fill, sizeof fill, "%.1f%%", *r.fill * 100);
+    }
+    std::string pids;
+    for (std::uint32_t pid : r.now->producer_pids)
+      pids += (pids.empty() ? "" : " ") + std::to_string(pid);
+    std::snprintf(line, sizeof line, "%-20s %4u %-9s %10s %14llu %12s %7s  %s\n", r.topic.c_str(),
+                  r.partition, policy_name(o.policy),
+                  human_bytes(double(o.segment_bytes * o.segment_count)).c_str(),
+                  static_cast<unsigned long long>(r.now->tail), rate.c_str(), fill,
+                  pids.empty() ? "-" : pids.c_str());
+    s += line;
+    for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k) {
+      const std::uint64_t pos = r.now->consumer_positions[k];
+      const std::uint32_t pid = r.now->consumer_pids[k];
+      std::snprintf(
+          line, sizeof line, "%-25s consumer pid %u%s  position %llu  lag %llu B\n", "", pid,
+          pid_alive(pid)              ? ""
+          : o.policy == Policy::Block ? " (exited: holds producers back until one reaps it)"
+                                      : " (exited)",
+          static_cast<unsigned long long>(pos),
+          static_cast<unsigned long long>(r.now->tail > pos ? r.now->tail - pos : 0));
+      s += line;
+    }
+  }
+  return s;
+}
+
+std::string render_json(const Context& ctx, const Snapshot& now, const std::vector<Row>& rs) {
+  json parts = json::array();
+  for (const Row& r : rs) {
+    json consumers = json::array();
+    for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k) {
+      const std::uint64_t pos = r.now->consumer_positions[k];
+      consumers.push_back({{"pid", r.now->consumer_pids[k]},
+                           {"alive", pid_alive(r.now->consumer_pids[k])},
+                           {"position", pos},
+                           {"lag", r.now->tail > pos ? r.now->tail - pos : 0}});
+    }
+    parts.push_back({{"topic", r.topic},
+                     {"partition", r.partition},
+                     {"policy", policy_name(r.info->options.policy)},
+                     {"capacity", r.info->options.segment_bytes * r.info->options.segment_count},
+                     {"tail", r.now->tail},
+                     {"bytes_per_s", r.bytes_per_s ? json(*r.bytes_per_s) : json(nullptr)},
+                     {"fill", r.fill ? json(*r.fill) : json(nullptr)},
+                     {"producer_pids", r.now->producer_pids},
+                     {"consumers", consumers}});
+  }
+  json j = {{"bus", ctx.bus},
+            {"time", format_time(now.wall_ns)},
+            {"partitions", parts},
+            {"missing", now.missing}};
+  return j.dump() + "\n";
+}
+
+}  // namespace
+
+void run_stat(const Context& ctx, const StatOptions& o) {
+  const auto interval = *parse_duration(o.interval, nullptr);  // checked by the command line
+  // A named topic that does not exist at the start is a mistake; one that
+  // goes away later is news, shown in the table.
+  for (const std::string& t : o.topics) (void)describe_or_fail(ctx, t);
+  const bool tty = ::isatty(STDOUT_FILENO) == 1 && !o.json;
+
+  Snapshot before = take(ctx, o.topics);
+  if (o.once) {
+    sleep_for(interval);
+  } else if (tty) {  // something to look at until the first rate is in
+    if (!write_stdout("\x1b[H\x1b[2J" + render_text(ctx, before, rows(before, before), o.interval)))
+      return;
+    sleep_for(interval);
+  }
+  while (!stop_requested()) {
+    Snapshot now = take(ctx, o.topics);
+    const std::vector<Row> rs = rows(before, now);
+    std::string out = o.json ? render_json(ctx, now, rs) : render_text(ctx, now, rs, o.interval);
+    if (tty)
+      out = "\x1b[H\x1b[2J" + out;  // home, clear: redraw in place
+    else if (!o.once && !o.json)
+      out += "\n";  // plain repeated tables, one blank line apart
+    if (!write_stdout(out)) return;
+    if (o.once) return;
+    before = std::move(now);
+    sleep_for(interval);
+  }
+}
+
+}  // namespace shmbus::cli

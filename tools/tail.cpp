@@ -1,0 +1,204 @@
+// shmbus tail TOPIC: print a partition's messages as text, a hexdump or JSON lines.
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "commands.hpp"
+#include "shmbus/consumer.hpp"
+
+namespace shmbus::cli {
+namespace {
+
+using nlohmann::json;
+
+enum class Format { Text, Hex, Json };
+
+std::string_view as_chars(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// position=P time=T [key="K"] [headers={"n"="v", ...}]
+void append_fields(std::string& out, const Message& m) {
+  out += "position=" + std::to_string(m.position) + " time=";
+  out += m.timestamp_ns != 0 ? format_time(m.timestamp_ns) : std::string("-");
+  if (!m.key.empty()) out += " key=\"" + escape(m.key) + "\"";
+  if (!m.properties.empty()) {
+    out += " headers={";
+    bool first = true;
+    for (Property p : m.properties) {
+      if (!first) out += ", ";
+      first = false;
+      out += "\"" + escape(p.name) + "\"=\"" + escape(p.value) + "\"";
+    }
+    out += "}";
+  }
+}
+
+// hexdump -C: offset, 16 bytes in two groups of 8, then the printable ASCII.
+void append_hexdump(std::string& out, std::string_view b) {
+  char cell[32];
+  for (std::size_t off = 0; off < b.size(); off += 16) {
+    std::snprintf(cell, sizeof cell, "%08zx ", off);
+    out += cell;
+    for (std::size_t i = 0; i < 16; ++i) {
+      if (i == 8) out += ' ';
+      if (off + i < b.size()) {
+        std::snprintf(cell, sizeof cell, " %02x", static_cast<unsigned char>(b[off + i]));
+        out += cell;
+      } else {
+        out += "   ";
+      }
+    }
+    out += "  |";
+    for (std::size_t i = off; i < std::min(b.size(), off + 16); ++i) {
+      const auto c = static_cast<unsigned char>(b[i]);
+      out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
+    }
+    out += "|\n";
+  }
+}
+
+// Strings from shared memory may be any bytes; JSON needs UTF-8.
+json json_string(std::string_view s) {
+  return valid_utf8(s) ? json(std::string(s)) : json(escape(s));
+}
+
+void append_json(std::string& out, const Message& m, std::uint32_t partition) {
+  json j = {{"position", m.position}, {"partition", partition}, {"timestamp_ns", m.timestamp_ns}};
+  j["time"] = m.timestamp_ns != 0 ? json(format_time(m.timestamp_ns)) : json(nullptr);
+  j["key"] = m.key.empty() ? json(nullptr) : json_string(m.key);
+  json headers = json::object();
+  for (Property p : m.properties) {
+    const std::string name = valid_utf8(p.name) ? std::string(p.name) : escape(p.name);
+    if (!headers.contains(name)) headers[name] = json_string(p.value);  // the first of duplicates
+  }
+  j["headers"] = std::move(headers);
+  const std::string_view payload = as_chars(m.payload);
+  if (valid_utf8(payload))
+    j["payload"] = std::string(payload);
+  else
+    j["payload_base64"] = base64(payload);
+  out += j.dump();
+  out += '\n';
+}
+
+}  // namespace
+
+void run_tail(const Context& ctx, const TailOptions& o) {
+  const Format format = o.format == "hex"    ? Format::Hex
+                        : o.format == "json" ? Format::Json
+                                             : Format::Text;
+  const TopicInfo info = describe_or_fail(ctx, o.topic);
+  check_partition(info, o.partition);
+
+  ConsumerOptions co;
+  co.partition = o.partition;
+  co.wait = WaitStrategy::Futex;  // a tool: sleep, do not burn a core
+  co.prefault = false;
+  std::optional<std::int64_t> since;  // skip messages stamped before this
+  const std::string from = o.from.empty() ? (o.follow ? "end" : "beginning") : o.from;
+  if (from == "beginning") {
+    co.start = ConsumerOptions::Start::Earliest;
+  } else if (from == "end") {
+    co.start = ConsumerOptions::Start::Latest;
+  } else if (auto pos = parse_u64(from)) {
+    co.start = ConsumerOptions::Start::Position;
+    co.position = *pos;
+  } else {
+    // A time: scan from the oldest message to the first one stamped at or after it.
+    std::string why;
+    since = parse_time(from, now_ns(), &why);
+    if (!since) fail(kUsage, why);
+    co.start = ConsumerOptions::Start::Earliest;
+  }
+  auto opened = Consumer::open(ctx.bus, o.topic, co);
+  if (!opened) {
+    if (co.start == ConsumerOptions::Start::Position && opened.error().code != ENOENT)
+      fail(kFailed, "cannot start at position " + from + ": " + opened.error().message +
+                        "; use a position that tail printed, or --from beginning");
+    fail(opened.error());
+  }
+  Consumer consumer = std::move(opened).value();
+
+  // Without --follow, stop at the tail as it is now, even if producers go on.
+  const std::uint64_t end = describe_or_fail(ctx, o.topic).partitions[o.partition].tail;
+  std::uint64_t printed = 0;
+  std::string out;
+  auto handler = [&](const Message& m) {
+    if (since) {
+      if (m.timestamp_ns < *since) return;
+      since.reset();  // from the first match on, print everything (producers' clocks may differ)
+    }
+    switch (format) {
+      case Format::Text:
+        append_fields(out, m);
+        out += " payload=\"" + escape(as_chars(m.payload)) + "\"\n";
+        break;
+      case Format::Hex:
+        append_fields(out, m);
+        out += " length=" + std::to_string(m.payload.size()) + "\n";
+        append_hexdump(out, as_chars(m.payload));
+        break;
+      case Format::Json:
+        append_json(out, m, o.partition);
+        break;
+    }
+    ++printed;
+  };
+
+  const std::string where = "topic '" + o.topic + "' partition " + std::to_string(o.partition);
+  // Below `end` every frame was claimed before we started, so one that stays
+  // uncommitted means we are not at a frame start (a --from POSITION inside
+  // a message) or its producer died mid-write; say so instead of waiting forever.
+  constexpr auto kStuck = std::chrono::seconds(2);
+  auto last_progress = std::chrono::steady_clock::now();
+  std::uint64_t last_position = consumer.position();
+  while (!stop_requested()) {
+    if (o.count != 0 && printed >= o.count) break;
+    if (!o.follow && consumer.position() >= end) break;
+    const auto max = static_cast<std::uint32_t>(
+        o.count == 0 ? 256 : std::min<std::uint64_t>(256, o.count - printed));
+    const PollResult r = consumer.poll_wait(handler, max, std::chrono::milliseconds(200));
+    if (!out.empty()) {
+      if (!write_stdout(out)) return;  // stdout closed (| head): done
+      out.clear();
+    }
+    if (consumer.position() != last_position) {
+      last_position = consumer.position();
+      last_progress = std::chrono::steady_clock::now();
+    }
+    switch (r.status) {
+      case Status::Ok:
+        break;
+      case Status::Timeout:
+        if (last_position < end && std::chrono::steady_clock::now() - last_progress >= kStuck)
+          fail(kFailed, where + ": nothing is committed at position " +
+                            std::to_string(last_position) + " although the tail is past it: " +
+                            "it is not the start of a message (use a position that tail " +
+                            "printed), or a producer died while writing it (a blocked " +
+                            "producer pads it over)");
+        break;
+      case Status::Lagged: {
+        const LostRange lost = consumer.lost();
+        std::fprintf(stderr,
+                     "shmbus: %s: positions [%llu, %llu) were overwritten before tail read "
+                     "them (overwrite policy); continuing at %llu\n",
+                     where.c_str(), static_cast<unsigned long long>(lost.from),
+                     static_cast<unsigned long long>(lost.to),
+                     static_cast<unsigned long long>(lost.to));
+        break;
+      }
+      case Status::Corrupt:
+        fail(kFailed, where + ": the frame at position " + std::to_string(consumer.position()) +
+                          " is corrupt (a process with write access wrote garbage); skip it "
+                          "with --from and a later position, or recreate the topic");
+      case Status::Evicted:
+        fail(kFailed, where + ": this consumer's cursor slot was taken away; run tail again");
+      default:
+        fail(kFailed, where + ": poll failed: " + to_string(r.status));
+    }
+  }
+}
+
+}  // namespace shmbus::cli

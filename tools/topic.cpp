@@ -1,0 +1,205 @@
+// shmbus topic create | list | describe | delete
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "log/ring.hpp"
+#include "shmbus/topic.hpp"
+
+namespace shmbus::cli {
+namespace {
+
+using nlohmann::json;
+
+bool pid_alive(std::uint32_t pid) {
+  return pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+}
+
+std::string mode_of(const Context& ctx, const std::string& topic) {
+  struct stat st {};
+  if (::stat(log::ring_path(bus_dir(ctx), topic, 0).c_str(), &st) != 0) return "?";
+  char b[8];
+  std::snprintf(b, sizeof b, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return b;
+}
+
+json options_json(const TopicInfo& info) {
+  const TopicOptions& o = info.options;
+  return {{"name", info.name},
+          {"partitions", o.partitions},
+          {"policy", policy_name(o.policy)},
+          {"segment_bytes", o.segment_bytes},
+          {"segment_count", o.segment_count},
+          {"capacity", o.segment_bytes * o.segment_count},
+          {"frame_alignment", o.frame_alignment},
+          {"max_producers", o.max_producers},
+          {"max_consumers", o.max_consumers},
+          {"exclusive_producer", o.exclusive_producer}};
+}
+
+std::string geometry(const TopicOptions& o) {
+  return std::to_string(o.segment_count) + " x " + human_bytes(double(o.segment_bytes)) + " = " +
+         human_bytes(double(o.segment_bytes * o.segment_count));
+}
+
+}  // namespace
+
+void run_topic_create(const Context& ctx, const TopicCreateOptions& c) {
+  TopicOptions o;
+  o.partitions = c.partitions;
+  o.segment_bytes = *parse_size(c.segment_bytes, nullptr);  // checked by the command line
+  o.segment_count = c.segments;
+  o.policy = c.policy == "overwrite" ? Policy::Overwrite : Policy::Block;
+  o.frame_alignment = c.alignment;
+  o.max_producers = c.max_producers;
+  o.max_consumers = c.max_consumers;
+  o.exclusive_producer = c.exclusive;
+  o.huge_pages = c.huge_pages;
+  o.lock_memory = c.lock;
+  o.mode = static_cast<mode_t>(std::stoul(c.mode, nullptr, 8));
+  if (c.numa_node == "auto") {
+    o.placement.kind = Placement::Kind::CallerNode;
+  } else if (!c.numa_node.empty()) {
+    o.placement.kind = Placement::Kind::Node;
+    o.placement.node = std::stoi(c.numa_node);
+  }
+  if (auto made = Topic::create(ctx.bus, c.name, o); !made) {
+    const Error& e = made.error();
+    if (e.code == EEXIST)
+      fail(kFailed, "topic '" + c.name + "' already exists in bus '" + ctx.bus +
+                        "'; delete it first with: shmbus --bus " + ctx.bus + " topic delete " +
+                        c.name);
+    fail(kFailed, "cannot create topic '" + c.name + "': " + e.message +
+                      (c.numa_node.empty() ? "" : " (--numa-node; shmbus doctor lists the nodes)"));
+  }
+  (void)write_stdout("created topic " + c.name + ": " + std::to_string(o.partitions) +
+                     " partition(s) of " + geometry(o) + ", policy " + policy_name(o.policy) +
+                     "\n");
+}
+
+void run_topic_list(const Context& ctx, const TopicListOptions& o) {
+  json all = json::array();
+  std::string text;
+  char line[512];
+  for (const std::string& name : list_topics(ctx)) {
+    auto info = Topic::describe(ctx.bus, name);
+    if (!info) {  // half-deleted, damaged, or another layout version: show it, say why
+      if (o.json) {
+        all.push_back({{"name", name}, {"error", info.error().message}});
+      } else {
+        std::snprintf(line, sizeof line, "%-24s (unreadable: %s)\n", name.c_str(),
+                      info.error().message.c_str());
+        text += line;
+      }
+      continue;
+    }
+    const TopicOptions& t = info->options;
+    if (o.json) {
+      all.push_back(options_json(*info));
+      continue;
+    }
+    if (text.empty()) {
+      std::snprintf(line, sizeof line, "%-24s %10s %-9s %14s %9s %9s\n", "TOPIC", "PARTITIONS",
+                    "POLICY", "CAPACITY/PART", "PRODUCERS", "CONSUMERS");
+      text += line;
+    }
+    std::uint32_t producers = 0, consumers = 0;
+    for (const PartitionInfo& p : info->partitions) {
+      producers += p.producers;
+      consumers += p.consumers;
+    }
+    std::snprintf(line, sizeof line, "%-24s %10u %-9s %14s %9u %9u\n", name.c_str(), t.partitions,
+                  policy_name(t.policy),
+                  human_bytes(double(t.segment_bytes * t.segment_count)).c_str(), producers,
+                  consumers);
+    text += line;
+  }
+  if (o.json) {
+    (void)write_stdout(all.dump() + "\n");
+  } else if (text.empty()) {
+    (void)write_stdout("no topics in bus '" + ctx.bus + "' (" + bus_dir(ctx) + ")\n");
+  } else {
+    (void)write_stdout(text);
+  }
+}
+
+void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
+  const TopicInfo info = describe_or_fail(ctx, o.name);
+  const TopicOptions& t = info.options;
+  const std::uint64_t capacity = t.segment_bytes * t.segment_count;
+  if (o.json) {
+    json j = options_json(info);
+    j["bus"] = ctx.bus;
+    j["directory"] = bus_dir(ctx);
+    j["mode"] = mode_of(ctx, info.name);
+    json parts = json::array();
+    for (std::size_t i = 0; i < info.partitions.size(); ++i) {
+      const PartitionInfo& p = info.partitions[i];
+      json consumers = json::array();
+      for (std::size_t k = 0; k < p.consumer_positions.size(); ++k) {
+        const std::uint64_t pos = p.consumer_positions[k];
+        consumers.push_back({{"pid", p.consumer_pids[k]},
+                             {"alive", pid_alive(p.consumer_pids[k])},
+                             {"position", pos},
+                             {"lag", p.tail > pos ? p.tail - pos : 0}});
+      }
+      parts.push_back({{"partition", i},
+                       {"tail", p.tail},
+                       {"oldest", p.oldest},
+                       {"producers", p.producer_pids},
+                       {"consumers", consumers}});
+    }
+    j["partition_state"] = parts;
+    (void)write_stdout(j.dump() + "\n");
+    return;
+  }
+  std::string s;
+  s += "topic          " + info.name + " (bus " + ctx.bus + ", " + bus_dir(ctx) + ")\n";
+  s += "partitions     " + std::to_string(t.partitions) + "\n";
+  s += "policy         " + std::string(policy_name(t.policy)) + "\n";
+  s +=
+      "ring           " + geometry(t) + " per partition (" + std::to_string(capacity) + " bytes)\n";
+  s += "alignment      " + std::to_string(t.frame_alignment) + "\n";
+  s += "producers      at most " + std::to_string(t.max_producers) +
+       (t.exclusive_producer ? ", exclusive (one at a time)" : "") + "\n";
+  s += "consumers      at most " + std::to_string(t.max_consumers) + "\n";
+  s += "mode           " + mode_of(ctx, info.name) + "\n";
+  for (std::size_t i = 0; i < info.partitions.size(); ++i) {
+    const PartitionInfo& p = info.partitions[i];
+    s += "partition " + std::to_string(i) + "    tail " + std::to_string(p.tail) + ", oldest " +
+         std::to_string(p.oldest) + ", " + std::to_string(p.producers) + " producer(s)";
+    for (std::size_t k = 0; k < p.producer_pids.size(); ++k)
+      s += (k == 0 ? " pid " : ",") + std::to_string(p.producer_pids[k]);
+    s += ", " + std::to_string(p.consumers) + " consumer(s)\n";
+    for (std::size_t k = 0; k < p.consumer_positions.size(); ++k) {
+      const std::uint64_t pos = p.consumer_positions[k];
+      s += "  consumer pid " + std::to_string(p.consumer_pids[k]) +
+           (pid_alive(p.consumer_pids[k]) ? "" : " (exited)") + " position " + std::to_string(pos) +
+           " lag " + std::to_string(p.tail > pos ? p.tail - pos : 0) + "\n";
+    }
+  }
+  (void)write_stdout(s);
+}
+
+void run_topic_delete(const Context& ctx, const TopicDeleteOptions& o) {
+  // Describe only to tell who still maps it; a damaged or half-created topic
+  // cannot be described but must still be removable (Topic::remove goes by name).
+  std::uint32_t attached = 0;
+  if (auto info = Topic::describe(ctx.bus, o.name))
+    for (const PartitionInfo& p : info->partitions) attached += p.producers + p.consumers;
+  if (auto removed = Topic::remove(ctx.bus, o.name); !removed) {
+    if (removed.error().code == ENOENT) (void)describe_or_fail(ctx, o.name);  // the usual message
+    fail(kFailed, "cannot delete topic '" + o.name + "': " + removed.error().message);
+  }
+  std::string s = "deleted topic " + o.name + "\n";
+  if (attached > 0)
+    s += std::to_string(attached) +
+         " producer/consumer attachment(s) still map it and keep their memory until they exit\n";
+  (void)write_stdout(s);
+}
+
+}  // namespace shmbus::cli
