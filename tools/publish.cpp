@@ -89,6 +89,7 @@ void run_publish(const Context& ctx, const PublishOptions& o) {
   check_partition(info, o.partition);
   ProducerOptions po;
   po.partition = o.partition;
+  po.timestamps = true;  // people read these back by time (tail --from TIME)
   po.prefault = false;  // a short-lived process: touch only the pages it writes
   auto producer = Producer::open(ctx.bus, o.topic, po);
   if (!producer) fail(producer.error());

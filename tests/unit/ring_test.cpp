@@ -31,6 +31,15 @@ std::vector<std::string> drain(Consumer& c, std::uint32_t max = 1000) {
   return got;
 }
 
+TEST_F(RingTest, TimestampsAreOffByDefault) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  ASSERT_EQ(p->offer(bytes("x")), Status::Ok);
+  EXPECT_EQ(c->poll([](const Message& m) { EXPECT_EQ(m.timestamp_ns, 0); }).count, 1u);
+}
+
 TEST_F(RingTest, OfferThenPollInOrder) {
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto c = Consumer::open(bus, "t");
@@ -47,7 +56,9 @@ TEST_F(RingTest, OfferThenPollInOrder) {
 TEST_F(RingTest, KeyPropertiesAndTimestamp) {
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto c = Consumer::open(bus, "t");
-  auto p = Producer::open(bus, "t");
+  ProducerOptions stamped;
+  stamped.timestamps = true;
+  auto p = Producer::open(bus, "t", stamped);
   ASSERT_TRUE(c && p);
   Property props[] = {{"type", "trade"}, {"venue", "XNAS"}, {"", ""}};
   ASSERT_EQ(p->offer(bytes("payload"), "AAPL", props), Status::Ok);
