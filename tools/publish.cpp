@@ -90,7 +90,7 @@ void run_publish(const Context& ctx, const PublishOptions& o) {
   ProducerOptions po;
   po.partition = o.partition;
   po.timestamps = true;  // people read these back by time (tail --from TIME)
-  po.prefault = false;  // a short-lived process: touch only the pages it writes
+  po.prefault = false;   // a short-lived process: touch only the pages it writes
   auto producer = Producer::open(ctx.bus, o.topic, po);
   if (!producer) fail(producer.error());
   Publisher pub(ctx, o, std::move(producer).value());
