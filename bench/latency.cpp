@@ -6,12 +6,16 @@
 //   bare SPSC ring              slots of {sequence word, payload} in 64-byte lines, per direction
 //   shmbus                      Topic "ping" and "pong" (block, frame_alignment 64, exclusive)
 //
-// Every test forks its own processes (A measures, B echoes; a third for the
-// second producer of the 2->1 throughput test), pins each to its CPU, and
-// creates its topics in a private bus root under /dev/shm that is removed at
-// the end, also on error. Round-trip samples go into a log-linear histogram
-// (64 sub-buckets per power of two: < 1.6% bucket width, < 0.8% error at the
-// reported bucket middle). Run with --help for the options.
+// Round trips: one pair of forked processes (A pings and measures, B echoes)
+// runs every mechanism, the mechanisms taking turns in blocks of round trips,
+// so that the host's drift (large on this VM) lands on all of them alike.
+// Samples go into a log-linear histogram (64 sub-buckets per power of two:
+// < 1.6% bucket width, < 0.8% error at the reported bucket middle).
+// Throughput: fresh processes per row and round (a third one for the second
+// producer of the 2->1 test), the rows taking turns round by round.
+// Every process is pinned to its CPU; topics live in a private bus root under
+// /dev/shm, removed at the end, also on error (and, after a SIGKILL, by the
+// next run). Run with --help for the options.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -229,6 +233,8 @@ struct Config {
   std::vector<std::uint32_t> tput_sizes{64, 1024, 65536};
   std::uint64_t messages = 0;  // 0: by payload size
   std::uint32_t batch = 256;
+  std::uint32_t idle_spins = 64;
+  std::uint32_t rounds = 8;
   WaitMode wait = WaitMode::Both;
   Publish publish = Publish::Offer;
   bool throughput = true;
@@ -269,10 +275,13 @@ in the same run. Topics live in a private bus root under /dev/shm
   --publish HOW       offer (default) or claim: how the pinger publishes
                       (Producer::offer, or claim + memcpy + commit); both:
                       offer, plus extra claim+commit rows
-  --messages N        messages per throughput test (default: 2 GiB worth,
-                      at most 10000000)
+  --messages N        messages per throughput row, over all its rounds
+                      (default: 8 GiB worth, at most 40000000)
   --tput-sizes LIST   throughput payload sizes, >= 16 (default 64,1024,65536)
   --batch N           consumer poll batch in the throughput tests (default 256)
+  --idle-spins N      throughput consumers that find nothing pause N times
+                      before looking again (default 64)
+  --rounds N          throughput rounds per row, taken in turns (default 8)
   --no-throughput     skip the throughput tests
   --only LIST         run only these sections: spin (busy-spin round trips),
                       futex (blocking round trips), tput (throughput)
@@ -318,7 +327,7 @@ std::vector<std::uint32_t> parse_sizes(std::string_view opt, std::string_view v,
 
 Config parse_args(int argc, char** argv) {
   Config c;
-  bool rt_set = false, warm_set = false, futex_set = false, only = false;
+  bool rt_set = false, warm_set = false, futex_set = false, only = false, rounds_set = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];
@@ -399,6 +408,15 @@ Config parse_args(int argc, char** argv) {
       } else {
         fail("--publish: '" + std::string(w) + "' is not offer, claim or both");
       }
+    } else if (a == "--idle-spins") {
+      const std::uint64_t v = parse_u64(a, next());
+      if (v > 1'000'000) fail("--idle-spins: at most 1000000");
+      c.idle_spins = static_cast<std::uint32_t>(v);
+    } else if (a == "--rounds") {
+      const std::uint64_t v = parse_u64(a, next());
+      if (v < 1 || v > 1000) fail("--rounds: must be 1..1000");
+      c.rounds = static_cast<std::uint32_t>(v);
+      rounds_set = true;
     } else if (a == "--no-throughput") {
       c.throughput = false;
     } else if (a == "--only") {
@@ -433,9 +451,10 @@ Config parse_args(int argc, char** argv) {
     }
   }
   if (c.quick) {
-    if (!rt_set) c.round_trips = 5'000;
-    if (!warm_set) c.warmup = 1'000;
-    if (!futex_set) c.futex_round_trips = 1'000;
+    if (!rt_set) c.round_trips = 2'000;
+    if (!warm_set) c.warmup = 200;
+    if (!futex_set) c.futex_round_trips = 500;
+    if (!rounds_set) c.rounds = 1;
   }
   if (c.round_trips == 0) fail("--round-trips: must be at least 1");
   if (c.wait == WaitMode::Futex) {
@@ -448,8 +467,8 @@ Config parse_args(int argc, char** argv) {
 
 std::uint64_t messages_for(const Config& c, std::uint32_t size) {
   if (c.messages != 0) return c.messages;
-  if (c.quick) return std::clamp<std::uint64_t>((std::uint64_t{64} << 20) / size, 1'000, 20'000);
-  return std::clamp<std::uint64_t>((std::uint64_t{2} << 30) / size, 10'000, 10'000'000);
+  if (c.quick) return std::clamp<std::uint64_t>((std::uint64_t{16} << 20) / size, 500, 5'000);
+  return std::clamp<std::uint64_t>((std::uint64_t{8} << 30) / size, 10'000, 40'000'000);
 }
 
 // ---------------------------------------------------------------------------
@@ -467,12 +486,33 @@ void remove_root() noexcept {
   g_root.clear();
 }
 
+// Roots are /dev/shm/shmbus-latency.<pid>.<random>. A run killed with SIGKILL
+// cannot remove its own; the next run removes those whose pid is gone.
+void remove_stale_roots() noexcept {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = e.path().filename().string();
+    constexpr std::string_view kPrefix = "shmbus-latency.";
+    if (!name.starts_with(kPrefix)) continue;
+    const std::size_t dot = name.find('.', kPrefix.size());
+    if (dot == std::string::npos || dot == kPrefix.size()) continue;
+    const std::string pid_text = name.substr(kPrefix.size(), dot - kPrefix.size());
+    if (pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9)
+      continue;
+    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+  }
+}
+
 std::string make_root() {
-  char templ[] = "/dev/shm/shmbus-latency.XXXXXX";
-  if (::mkdtemp(templ) == nullptr)
+  remove_stale_roots();
+  std::string templ = format("/dev/shm/shmbus-latency.%d.XXXXXX", static_cast<int>(::getpid()));
+  if (::mkdtemp(templ.data()) == nullptr)
     fail(format("cannot create a private bus root under /dev/shm: %s", std::strerror(errno)));
   g_root = templ;
-  if (::setenv("SHMBUS_SHM_ROOT", templ, 1) != 0)
+  if (::setenv("SHMBUS_SHM_ROOT", g_root.c_str(), 1) != 0)
     fail(format("setenv SHMBUS_SHM_ROOT: %s", std::strerror(errno)));
   return g_root;
 }
@@ -534,6 +574,8 @@ struct Control {
   char error[kMaxProcs][512];
   std::uint64_t messages;
   double seconds;
+  std::uint64_t full[kMaxProcs];  // throughput: a producer's retries after Full
+  std::uint64_t empty;            // throughput: the consumer's empty polls after the first message
 };
 
 // ---------------------------------------------------------------------------
@@ -557,8 +599,7 @@ struct Role {
     ::_exit(2);
   };
   try {
-    if (auto ok = shmbus::pin_thread_to_cpu(role.cpu); !ok)
-      report("cannot pin to CPU " + std::to_string(role.cpu) + ": " + ok.error().message);
+    if (auto ok = shmbus::pin_thread_to_cpu(role.cpu); !ok) report(ok.error().message);
     role.body([&] {
       char b = 1;
       if (::write(ready_fd, &b, 1) != 1) report("ready pipe: " + std::string(strerror(errno)));
@@ -765,6 +806,11 @@ struct TputResult {
   int producers = 1;
   std::uint64_t messages = 0;
   double seconds = 0;
+  std::uint64_t full = 0;   // producer retries after Full (the consumer was behind)
+  std::uint64_t empty = 0;  // consumer polls that found nothing (the producer was behind)
+  double per_msg(std::uint64_t v) const {
+    return messages > 0 ? static_cast<double>(v) / static_cast<double>(messages) : 0;
+  }
   double msgs_per_s() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
   double gb_per_s() const { return msgs_per_s() * size / 1e9; }
 };
@@ -787,7 +833,7 @@ struct BareRing {
   static std::uint64_t slot_size(std::uint32_t payload) { return (8 + payload + 63) & ~63ull; }
   static std::size_t bytes_for(std::uint32_t payload, std::uint64_t ring_bytes) {
     const std::uint64_t n = std::max<std::uint64_t>(2, ring_bytes / slot_size(payload));
-    return 4096 + n * slot_size(payload);
+    return static_cast<std::size_t>((4096 + n * slot_size(payload) + 4095) & ~4095ull);  // page
   }
   static BareRing at(std::byte* base, std::uint32_t payload, std::uint64_t ring_bytes) {
     BareRing r;
@@ -1188,6 +1234,13 @@ std::vector<RtResult> run_rt_suite(const Config& cfg, Control* ctl, const char* 
 // head of each payload; the consumer checks the order per producer and copies
 // the whole payload out (as a consumer that uses the data would read it).
 
+// A throughput consumer that found nothing waits this long before looking
+// again, so that it does not pull each line away from the producer as soon as
+// it is written (the same for shmbus and the bare ring).
+void idle(const Config& cfg) noexcept {
+  for (std::uint32_t i = 0; i < cfg.idle_spins; ++i) relax();
+}
+
 struct Sink {
   std::vector<std::byte> buf;
   std::uint64_t next[kMaxProcs] = {};
@@ -1216,48 +1269,54 @@ void finish_tput(Control* ctl, std::uint64_t first_ticks, std::uint64_t first_co
   ctl->seconds = static_cast<double>(end_ticks - first_ticks) * ns_per_tick * 1e-9;
 }
 
-TputResult bare_spsc_tput(const Config& cfg, Control* ctl, std::uint32_t size) {
-  const std::uint64_t n = messages_for(cfg, size);
+TputResult bare_spsc_tput(const Config& cfg, Control* ctl, std::uint32_t size, std::uint64_t n) {
   SharedMemory mem(BareRing::bytes_for(size, kRingBytes));
   const BareRing ring = BareRing::at(mem.data(), size, kRingBytes);
   Role prod{"A", cfg.cpu_a, [&](const std::function<void()>& ready) {
               BareWriter w(ring);
               std::vector<std::byte> msg(size, std::byte{0x5a});
+              std::uint64_t full = 0;
               ready();
               for (std::uint64_t i = 0; i < n; ++i) {
                 stamp(msg, 0, i);
-                while (!w.try_write(msg.data(), size)) relax();
+                while (!w.try_write(msg.data(), size)) {
+                  ++full;
+                  relax();
+                }
               }
+              ctl->full[0] = full;
             }};
   Role cons{"B", cfg.cpu_b, [&](const std::function<void()>& ready) {
               BareReader r(ring);
               Sink sink(size);
               auto on = [&](const std::byte* p) { sink.take(p, size); };
               ready();
-              std::uint64_t first = 0, first_count = 0;
+              std::uint64_t first = 0, first_count = 0, empty = 0;
               while (sink.count < n) {
                 if (r.read(on, cfg.batch) == 0) {
-                  relax();
+                  if (first != 0) ++empty;
+                  idle(cfg);
                 } else if (first == 0) {
                   first = ticks();
                   first_count = sink.count;
                 }
               }
               finish_tput(ctl, first, first_count, ticks(), n, cfg.ns_per_tick);
+              ctl->empty = empty;
             }};
+  std::memset(ctl->full, 0, sizeof ctl->full);
   run_processes(cfg, ctl, {prod, cons});
-  return {"bare SPSC ring", size, 1, ctl->messages, ctl->seconds};
+  return {"bare SPSC ring", size, 1, ctl->messages, ctl->seconds, ctl->full[0], ctl->empty};
 }
 
-TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, int producers,
-                       bool timestamps, const std::string& name) {
+TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, std::uint64_t n,
+                       int producers, bool timestamps, const std::string& name) {
   static int serial = 0;
   const std::string bus = format("tp%d", serial++);
   BusGuard guard{bus};
   shmbus::TopicOptions o = latency_topic();
   o.exclusive_producer = producers == 1;
   create_topic(bus, "data", o);
-  const std::uint64_t n = messages_for(cfg, size);
   const std::uint64_t per = n / static_cast<std::uint64_t>(producers);
   const std::uint64_t total = per * static_cast<std::uint64_t>(producers);
   std::vector<Role> roles;
@@ -1269,13 +1328,18 @@ TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, int 
                        po.wait = shmbus::WaitStrategy::BusySpin;
                        shmbus::Producer prod = open_producer(bus, "data", po);
                        std::vector<std::byte> msg(size, std::byte{0x5a});
+                       std::uint64_t full = 0;
                        ready();
                        for (std::uint64_t i = 0; i < per; ++i) {
                          stamp(msg, static_cast<std::uint64_t>(k), i);
                          shmbus::Status s;
-                         while ((s = prod.offer(msg)) == shmbus::Status::Full) relax();
+                         while ((s = prod.offer(msg)) == shmbus::Status::Full) {
+                           ++full;
+                           relax();
+                         }
                          if (s != shmbus::Status::Ok) bad_status("offer", s);
                        }
+                       ctl->full[k] = full;
                      }});
   }
   roles.push_back({"B", cfg.cpu_b, [&](const std::function<void()>& ready) {
@@ -1288,11 +1352,12 @@ TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, int 
                        sink.take(m.payload.data(), size);
                      };
                      ready();
-                     std::uint64_t first = 0, first_count = 0;
+                     std::uint64_t first = 0, first_count = 0, empty = 0;
                      while (sink.count < total) {
                        const shmbus::PollResult r = cons.poll(on, cfg.batch);
                        if (r.status == shmbus::Status::Empty) {
-                         relax();
+                         if (first != 0) ++empty;
+                         idle(cfg);
                        } else if (r.status != shmbus::Status::Ok) {
                          bad_status("poll", r.status);
                        } else if (first == 0) {
@@ -1301,9 +1366,13 @@ TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, int 
                        }
                      }
                      finish_tput(ctl, first, first_count, ticks(), total, cfg.ns_per_tick);
+                     ctl->empty = empty;
                    }});
+  std::memset(ctl->full, 0, sizeof ctl->full);
   run_processes(cfg, ctl, roles);
-  return {name, size, producers, ctl->messages, ctl->seconds};
+  std::uint64_t full = 0;
+  for (std::uint64_t f : ctl->full) full += f;
+  return {name, size, producers, ctl->messages, ctl->seconds, full, ctl->empty};
 }
 
 // ---------------------------------------------------------------------------
@@ -1343,14 +1412,15 @@ void print_futex_row(const RtResult& r) {
 }
 
 void print_tput_header() {
-  std::printf("  %-30s %8s %11s %12s %9s %10s\n", "test", "payload", "messages", "msgs/s", "GB/s",
-              "vs bare");
+  std::printf("  %-30s %8s %11s %12s %9s %10s %10s %10s\n", "test", "payload", "messages", "msgs/s",
+              "GB/s", "vs bare", "full/msg", "idle/msg");
 }
 
 void print_tput_row(const TputResult& r, double bare) {
   std::string ratio = bare > 0 ? format("%.2f", r.msgs_per_s() / bare) : "";
-  std::printf("  %-30s %8s %11" PRIu64 " %12.0f %9.2f %10s\n", r.name.c_str(),
-              size_text(r.size).c_str(), r.messages, r.msgs_per_s(), r.gb_per_s(), ratio.c_str());
+  std::printf("  %-30s %8s %11" PRIu64 " %12.0f %9.2f %10s %10.3f %10.4f\n", r.name.c_str(),
+              size_text(r.size).c_str(), r.messages, r.msgs_per_s(), r.gb_per_s(), ratio.c_str(),
+              r.per_msg(r.full), r.per_msg(r.empty));
   std::fflush(stdout);
 }
 
@@ -1504,24 +1574,48 @@ int run(int argc, char** argv) {
   if (cfg.throughput) {
     std::printf(
         "\nONE-WAY THROUGHPUT: producer(s) on A%s -> consumer on B polling batches of %u and "
-        "copying each payload out. vs bare: msgs/s over the bare SPSC ring's.\n",
-        cfg.cpu_c >= 0 ? " and C" : " (2->1: both producers on A)", cfg.batch);
+        "copying each payload out;\nan idle consumer pauses %u times before it looks again. "
+        "Rounds per row: %u, the rows taking turns; msgs/s = all messages / all seconds.\n"
+        "vs bare: msgs/s over the bare SPSC ring's. full/msg: producer retries after Full (the "
+        "consumer is the bottleneck); idle/msg: consumer polls that found nothing (the "
+        "producer is).\n",
+        cfg.cpu_c >= 0 ? " and C" : " (2->1: both producers on A)", cfg.batch, cfg.idle_spins,
+        cfg.rounds);
     print_tput_header();
+    struct Spec {
+      const char* name;
+      int producers;  // 0: the bare SPSC ring
+      bool timestamps;
+    };
+    const Spec specs[] = {{"bare SPSC ring", 0, false},
+                          {"shmbus 1->1 (ts off, default)", 1, false},
+                          {"shmbus 1->1 (ts on)", 1, true},
+                          {"shmbus 2->1 (ts off, fetch_add)", 2, false}};
     for (std::uint32_t size : cfg.tput_sizes) {
-      TputResult bare = bare_spsc_tput(cfg, ctl, size);
-      print_tput_row(bare, bare.msgs_per_s());
-      tputs.push_back(bare);
-      TputResult one = shmbus_tput(cfg, ctl, size, 1, false, "shmbus 1->1 (ts off, default)");
-      print_tput_row(one, bare.msgs_per_s());
-      tputs.push_back(one);
-      TputResult off = shmbus_tput(cfg, ctl, size, 1, true, "shmbus 1->1 (ts on)");
-      print_tput_row(off, bare.msgs_per_s());
-      tputs.push_back(off);
-      TputResult two = shmbus_tput(cfg, ctl, size, 2, false, "shmbus 2->1 (ts off, fetch_add)");
-      print_tput_row(two, bare.msgs_per_s());
-      tputs.push_back(two);
+      const std::uint64_t per_round =
+          std::max<std::uint64_t>(2, messages_for(cfg, size) / cfg.rounds);
+      std::vector<TputResult> acc;
+      for (const Spec& sp : specs) acc.push_back({sp.name, size, std::max(1, sp.producers), 0, 0});
+      for (std::uint32_t round = 0; round < cfg.rounds; ++round) {
+        for (std::size_t i = 0; i < acc.size(); ++i) {
+          const Spec& sp = specs[i];
+          const TputResult r =
+              sp.producers == 0
+                  ? bare_spsc_tput(cfg, ctl, size, per_round)
+                  : shmbus_tput(cfg, ctl, size, per_round, sp.producers, sp.timestamps, sp.name);
+          acc[i].messages += r.messages;
+          acc[i].seconds += r.seconds;
+          acc[i].full += r.full;
+          acc[i].empty += r.empty;
+        }
+      }
+      const double bare = acc[0].msgs_per_s();
+      for (const TputResult& r : acc) {
+        print_tput_row(r, bare);
+        tputs.push_back(r);
+      }
       if (size == 64) {
-        const double ratio = one.msgs_per_s() / bare.msgs_per_s();
+        const double ratio = acc[1].msgs_per_s() / bare;
         targets.push_back(
             {"throughput 64 B 1->1, shmbus / bare SPSC (>= 0.5)", ratio, 0.5, ratio >= 0.5});
       }
@@ -1554,9 +1648,10 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < tputs.size(); ++i) {
       const TputResult& r = tputs[i];
       j += format("%s{\"test\":\"%s\",\"payload\":%u,\"producers\":%d,\"messages\":%" PRIu64
-                  ",\"seconds\":%.6f,\"msgs_per_s\":%.0f,\"gb_per_s\":%.4f}",
+                  ",\"seconds\":%.6f,\"msgs_per_s\":%.0f,\"gb_per_s\":%.4f,\"full_per_msg\":%.4f,"
+                  "\"idle_per_msg\":%.5f}",
                   i ? "," : "", json_escape(r.name).c_str(), r.size, r.producers, r.messages,
-                  r.seconds, r.msgs_per_s(), r.gb_per_s());
+                  r.seconds, r.msgs_per_s(), r.gb_per_s(), r.per_msg(r.full), r.per_msg(r.empty));
     }
     j += "],\"targets\":[";
     for (std::size_t i = 0; i < targets.size(); ++i)
