@@ -316,8 +316,9 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
   return freed;
 }
 
-Status Ring::decode(const FrameHeader& h, std::uint64_t p, const std::byte* body,
-                    std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept {
+Status Ring::decode_headers(const FrameHeader& h, std::uint64_t p, const std::byte* body,
+                            std::uint64_t body_room, std::byte* props_copy,
+                            Message& out) const noexcept {
   if (h.length > body_room || (h.flags & ~kKnownFlags) != 0) return Status::Corrupt;
   std::uint64_t left = h.length;
   const std::byte* at = body;

@@ -124,10 +124,24 @@ class Ring {
   // segment in place, or a private copy). Properties are copied into
   // `props_copy` when non-null, so that a writer cannot change them under
   // the reader. Returns Ok or Corrupt.
+  // The common frame (no key, no properties) is decoded inline: it is on
+  // every consumer's hot path.
   Status decode(const FrameHeader& header, std::uint64_t p, const std::byte* body,
-                std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept;
+                std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept {
+    if (header.flags != 0 || header.length > body_room)
+      return decode_headers(header, p, body, body_room, props_copy, out);
+    out.position = p;
+    out.timestamp_ns = header.timestamp;
+    out.key = {};
+    out.properties = PropertyView{};
+    out.payload = {body, header.length};
+    return Status::Ok;
+  }
 
  private:
+  Status decode_headers(const FrameHeader& header, std::uint64_t p, const std::byte* body,
+                        std::uint64_t body_room, std::byte* props_copy,
+                        Message& out) const noexcept;
   static Result<Ring> adopt(shm::Mapping log, shm::Mapping cursors, const std::string& rpath,
                             const std::string& cpath, std::string_view topic,
                             std::uint32_t partition);
