@@ -23,7 +23,7 @@
 
 #include "control/client.hpp"
 #include "shm/file.hpp"
-#include "shmbus/topic.hpp"
+#include "log/topic_files.hpp"
 
 namespace shmbus::daemon {
 namespace {
@@ -110,7 +110,7 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
   options.mode = acl.mode;
   if (numa >= 0) options.placement = {Placement::Kind::Node, numa};
   bool adopted = false;
-  if (auto made = shmbus::Topic::create(config_.bus, name, options); !made) {
+  if (auto made = log::create_topic_files(dir_, name, options); !made) {
     // A configured topic whose files exist (a restarted daemon) is adopted
     // if its geometry is the configured one; clients created it never.
     if (!adopt || made.error().code != EEXIST) return made.error();
@@ -135,7 +135,7 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
     auto ring =
         owned ? log::Ring::open(dir_, name, p, true, false) : Result<log::Ring>(owned.error());
     if (!ring) {
-      if (!adopted) (void)shmbus::Topic::remove(config_.bus, name);
+      if (!adopted) (void)log::remove_topic_files(dir_, name);
       return ring.error();
     }
     t->rings.push_back(std::move(ring.value()));
@@ -463,7 +463,7 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
       if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
       if (c.uid != 0 && c.uid != t->acl.owner_uid)
         return error(ErrorCode::Denied, "only the topic's owner or root may delete it");
-      if (auto ok = shmbus::Topic::remove(config_.bus, req.name); !ok)
+      if (auto ok = log::remove_topic_files(dir_, req.name); !ok)
         return error(ErrorCode::Internal, ok.error().message);
       topics_.erase(req.name);
       logf("info", "topic " + req.name + " deleted by pid " + std::to_string(c.pid));

@@ -25,8 +25,10 @@ constexpr const char* kFooter = R"(Exit codes:
 Environment: SHMBUS_BUS (the default for --bus), SHMBUS_SHM_ROOT (where bus
 directories live, default /dev/shm/shmbus).
 
-For now the tool works on the bus directory directly, through the library;
-the daemon shmbusd, which will own creation and access, is a later issue.)";
+When shmbusd runs for the bus (its control socket exists: SHMBUS_SOCKET, or
+$XDG_RUNTIME_DIR/shmbus/<bus>.sock, or /run/shmbus/<bus>.sock), topic create
+and delete, publish and tail go through it, which checks the caller's rights;
+without a daemon the tool works on the bus directory directly.)";
 
 CLI::Validator duration_check() {
   return CLI::Validator(

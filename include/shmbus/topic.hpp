@@ -2,8 +2,10 @@
 //
 // A bus is a directory of shared-memory files (default /dev/shm/shmbus/<bus>,
 // mode 0750; SHMBUS_SHM_ROOT moves the root). A topic is `partitions`
-// partition logs in it. Until the daemon owns creation and authorization,
-// any process that may write the bus directory can create a topic.
+// partition logs in it. When shmbusd runs for the bus, create and remove are
+// requests to it (it checks the caller's rights and records the topic);
+// without a daemon, a process that may write the bus directory does them
+// itself. describe reads the files directly.
 #pragma once
 
 #include <cstdint>

@@ -10,18 +10,24 @@
 
 namespace shmbus::log {
 
+std::optional<std::string> daemon_socket(std::string_view bus) {
+  const char* env = std::getenv("SHMBUS_SOCKET");
+  std::string socket = env != nullptr && *env != '\0' ? env : control::default_socket_path(bus);
+  if (::access(socket.c_str(), F_OK) != 0) return std::nullopt;
+  return socket;
+}
+
 Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uint32_t partition,
                           bool producer, bool prefault) {
   if (auto ok = check_name("bus", bus); !ok) return ok.error();
   if (auto ok = check_name("topic", topic); !ok) return ok.error();
-  const char* env = std::getenv("SHMBUS_SOCKET");
-  const std::string socket =
-      env != nullptr && *env != '\0' ? env : control::default_socket_path(bus);
-  if (::access(socket.c_str(), F_OK) != 0) {  // no daemon: the embedded path
+  const std::optional<std::string> found = daemon_socket(bus);
+  if (!found) {  // no daemon: the embedded path
     auto ring = Ring::open(shm::bus_directory(bus), topic, partition, producer, prefault);
     if (!ring) return ring.error();
     return Attachment{std::move(ring).value(), std::nullopt};
   }
+  const std::string& socket = *found;
   auto conn = control::Connection::connect(socket, producer ? "producer" : "consumer");
   if (!conn) return conn.error();
   control::Message request;

@@ -11,12 +11,18 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "control/client.hpp"
 #include "log/ring.hpp"
 
 namespace shmbus::log {
+
+// The control socket of the bus's daemon (SHMBUS_SOCKET, else
+// control::default_socket_path(bus)) when it exists; nullopt: no daemon, the
+// embedded path.
+std::optional<std::string> daemon_socket(std::string_view bus);
 
 struct Attachment {
   Ring ring;

@@ -1,26 +1,99 @@
 #include "shmbus/topic.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 
+#include "log/attach.hpp"
 #include "log/ring.hpp"
+#include "log/topic_files.hpp"
 #include "shm/file.hpp"
 
 namespace shmbus {
 
-Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicOptions& options) {
-  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
-  const std::string dir = shm::bus_directory(bus);
+namespace log {
+
+Outcome create_topic_files(const std::string& dir, std::string_view topic,
+                           const TopicOptions& options) {
   for (std::uint32_t p = 0; p < options.partitions; ++p) {
-    if (auto made = log::Ring::create(dir, topic, p, options); !made) {
+    if (auto made = Ring::create(dir, topic, p, options); !made) {
       for (std::uint32_t q = 0; q < p; ++q) {  // all partitions or none
-        (void)shm::remove_file(log::ring_path(dir, topic, q));
-        (void)shm::remove_file(log::cursor_path(dir, topic, q));
+        (void)shm::remove_file(ring_path(dir, topic, q));
+        (void)shm::remove_file(cursor_path(dir, topic, q));
       }
       return made.error();
     }
   }
   return Done{};
+}
+
+Outcome remove_topic_files(const std::string& dir, std::string_view topic) {
+  // By name, without opening anything: a topic whose creator died between
+  // its files, or whose files are damaged, must still be removable.
+  std::uint32_t removed = 0;
+  for (std::uint32_t p = 0; p < 1024; ++p) {
+    bool any = false;
+    for (const std::string& path : {ring_path(dir, topic, p), cursor_path(dir, topic, p)}) {
+      auto gone = shm::remove_file(path);
+      if (gone) {
+        any = true;
+        ++removed;
+      } else if (gone.error().code != ENOENT) {
+        return gone.error();
+      }
+    }
+    if (!any) break;
+  }
+  if (removed == 0)
+    return Error{ENOENT, "topic " + std::string(topic) + " does not exist in " + dir};
+  return Done{};
+}
+
+}  // namespace log
+
+namespace {
+
+// One request to the bus's daemon; an Error reply becomes an Error naming
+// what was asked and what the daemon said.
+Outcome ask_daemon(const std::string& socket, control::Message request, const std::string& what) {
+  auto conn = control::Connection::connect(socket, "topic");
+  if (!conn) return conn.error();
+  auto reply = conn->call(std::move(request));
+  if (!reply) return reply.error();
+  if (reply->message.type == control::MsgType::Error) {
+    const int code = reply->message.code == control::ErrorCode::Exists     ? EEXIST
+                     : reply->message.code == control::ErrorCode::NotFound ? ENOENT
+                     : reply->message.code == control::ErrorCode::Denied   ? EACCES
+                     : reply->message.code == control::ErrorCode::Invalid  ? EINVAL
+                                                                           : EPROTO;
+    return Error{code, "shmbusd (" + socket + ") refused to " + what + ": " + reply->message.text};
+  }
+  if (reply->message.type != control::MsgType::Ok)
+    return Error{EPROTO, "shmbusd (" + socket + ") sent an unexpected reply to " + what};
+  return Done{};
+}
+
+}  // namespace
+
+// With a daemon, it creates the files (owned by the caller, with the
+// options' mode) and keeps the topic in its catalogue; without one, the
+// caller creates them itself.
+Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicOptions& options) {
+  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
+  if (auto socket = log::daemon_socket(bus)) {
+    control::Message request;
+    request.type = control::MsgType::CreateTopic;
+    request.name = std::string(topic);
+    request.options = options;
+    request.numa_node =
+        options.placement.kind == Placement::Kind::Node ? options.placement.node : -1;
+    request.acl.owner_uid = ::geteuid();
+    request.acl.group_gid = ::getegid();
+    request.acl.mode = options.mode;
+    return ask_daemon(*socket, std::move(request), "create topic " + std::string(topic));
+  }
+  return log::create_topic_files(shm::bus_directory(bus), topic, options);
 }
 
 Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) {
@@ -74,27 +147,13 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
 Outcome Topic::remove(std::string_view bus, std::string_view topic) {
   if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
   if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
-  const std::string dir = shm::bus_directory(bus);
-  // By name, without opening anything: a topic whose creator died between
-  // its files, or whose files are damaged, must still be removable.
-  std::uint32_t removed = 0;
-  for (std::uint32_t p = 0; p < 1024; ++p) {
-    bool any = false;
-    for (const std::string& path :
-         {log::ring_path(dir, topic, p), log::cursor_path(dir, topic, p)}) {
-      auto gone = shm::remove_file(path);
-      if (gone) {
-        any = true;
-        ++removed;
-      } else if (gone.error().code != ENOENT) {
-        return gone.error();
-      }
-    }
-    if (!any) break;
+  if (auto socket = log::daemon_socket(bus)) {
+    control::Message request;
+    request.type = control::MsgType::DeleteTopic;
+    request.name = std::string(topic);
+    return ask_daemon(*socket, std::move(request), "delete topic " + std::string(topic));
   }
-  if (removed == 0)
-    return Error{ENOENT, "topic " + std::string(topic) + " does not exist in " + dir};
-  return Done{};
+  return log::remove_topic_files(shm::bus_directory(bus), topic);
 }
 
 }  // namespace shmbus

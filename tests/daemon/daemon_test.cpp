@@ -742,5 +742,37 @@ TEST_F(Daemon, ClientLibraryAttachesThroughTheDaemon) {
   ::unsetenv("SHMBUS_SOCKET");
 }
 
+// Topic::create and Topic::remove are requests to a running daemon: the
+// topic enters its catalogue (ListTopics) and leaves it, and a second create
+// reports the daemon's refusal with EEXIST.
+TEST_F(Daemon, TopicApiGoesThroughTheDaemon) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  shmbus::TopicOptions o;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  auto made = shmbus::Topic::create(bus_, "via-api", o);
+  ASSERT_TRUE(made) << made.error().message;
+  auto again = shmbus::Topic::create(bus_, "via-api", o);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, EEXIST);
+  EXPECT_NE(again.error().message.find("shmbusd"), std::string::npos) << again.error().message;
+  Connection c = connect();
+  Message list;
+  list.type = MsgType::ListTopics;
+  auto listed = c.call(list);
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->message.names, std::vector<std::string>{"via-api"});
+  auto removed = shmbus::Topic::remove(bus_, "via-api");
+  ASSERT_TRUE(removed) << removed.error().message;
+  listed = c.call(list);
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->message.names.empty());
+  auto missing = shmbus::Topic::remove(bus_, "via-api");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ENOENT);
+  ::unsetenv("SHMBUS_SOCKET");
+}
+
 }  // namespace
 }  // namespace shmbus::control
