@@ -1,10 +1,13 @@
 """Tests of the `shmbus` command-line tool, run as a separate process.
 
-meson runs this with SHMBUS_TOOL set to the built tool (tests/meson.build).
-Each test gets a private SHMBUS_SHM_ROOT under /dev/shm, removed afterwards,
-so tests never see each other's topics or the machine's real buses.
+meson runs this with SHMBUS_TOOL and SHMBUSD set to the built tool and
+daemon (tests/meson.build). Each test runs twice: without a daemon, and with
+a real shmbusd process serving the bus. Each run gets a private
+SHMBUS_SHM_ROOT under /dev/shm and XDG_RUNTIME_DIR, removed afterwards, so
+tests never see each other's topics or the machine's real buses.
 
-By hand: SHMBUS_TOOL=build/tools/shmbus python3 -m pytest -q tests/cli/cli_test.py
+By hand: SHMBUS_TOOL=build/tools/shmbus SHMBUSD=build/daemon/shmbusd \
+  /usr/bin/python3 -m pytest -q tests/cli/cli_test.py
 """
 
 import base64
@@ -21,17 +24,37 @@ import time
 import pytest
 
 TOOL = os.environ.get("SHMBUS_TOOL", "build/tools/shmbus")
+SHMBUSD = os.environ.get("SHMBUSD", "build/daemon/shmbusd")
 # Generous: the tests must pass on a loaded 2-core machine under sanitizers.
 TIMEOUT = 120
 
 
-@pytest.fixture
-def env():
+@pytest.fixture(params=["embedded", "daemon"])
+def env(request):
+    """The tool's environment. "daemon": a real shmbusd serves the bus
+    `default` (its socket at the default path under a private
+    XDG_RUNTIME_DIR), so topic create/delete, publish and tail of that bus
+    go through it; other buses, and every bus in "embedded", have no daemon."""
     root = tempfile.mkdtemp(prefix="shmbus-cli-test-", dir="/dev/shm")
     e = dict(os.environ)
     e.pop("SHMBUS_BUS", None)
-    e["SHMBUS_SHM_ROOT"] = root
+    e.pop("SHMBUS_SOCKET", None)
+    e["SHMBUS_SHM_ROOT"] = os.path.join(root, "shm")
+    e["XDG_RUNTIME_DIR"] = os.path.join(root, "run")
+    os.mkdir(e["XDG_RUNTIME_DIR"], 0o700)
+    daemon = None
+    if request.param == "daemon":
+        e["SHMBUSD_LOG"] = os.path.join(root, "shmbusd.log")
+        log = open(e["SHMBUSD_LOG"], "w")
+        daemon = subprocess.Popen([SHMBUSD, "--foreground"], env=e, stdout=log, stderr=log)
+        socket = os.path.join(e["XDG_RUNTIME_DIR"], "shmbus", "default.sock")
+        wait_for("shmbusd's socket", lambda: os.path.exists(socket) or daemon.poll() is not None)
+        assert daemon.poll() is None, open(log.name).read()
     yield e
+    if daemon is not None:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=TIMEOUT) == 0, open(log.name).read()
+        log.close()
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -385,6 +408,24 @@ def test_tail_follow_until_count(env):
     assert bg.p.returncode == 0, stderr
     assert [json.loads(l)["payload"] for l in stdout.decode().splitlines()] == ["new1", "new2"]
     assert consumers(env, "t") == []  # the cursor slot was given back
+
+
+def test_daemon_creates_supervises_and_deletes(env):
+    """With a daemon, the tool's requests reach it: it creates and deletes the
+    topic, and a killed tail's cursor slot is freed by it (no other reaper
+    runs here: nothing publishes or opens a consumer after the kill)."""
+    if "SHMBUSD_LOG" not in env:
+        pytest.skip("needs the daemon")
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    bg = Background(env, "tail", "t", "--follow")
+    wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
+    bg.p.kill()
+    bg.p.wait(timeout=TIMEOUT)
+    wait_for("the daemon to free the dead tail's slot", lambda: consumers(env, "t") == [])
+    run(env, "topic", "delete", "t")
+    log = open(env["SHMBUSD_LOG"]).read()
+    assert "topic t created by pid" in log, log
+    assert "topic t deleted by pid" in log, log
 
 
 def test_tail_follow_stops_cleanly_on_sigint(env):
