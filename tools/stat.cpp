@@ -3,6 +3,10 @@
 // Everything comes from Topic::describe snapshots (no cursor is registered,
 // so watching never slows a producer): bytes/s from the tail's delta between
 // two snapshots, fill and lag from the consumers' published positions.
+// msgs/s: the frames between the two tails are walked in stat's own
+// read-only mapping (log/frame_count.hpp), at most kMaxWalk of them; past
+// that, or where a lap overwrote the start, the count is scaled from the
+// bytes walked to all the bytes published.
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "log/frame_count.hpp"
+#include "log/ring.hpp"
 
 namespace shmbus::cli {
 namespace {
@@ -43,27 +49,66 @@ bool pid_alive(std::uint32_t pid) {
   return pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
+constexpr std::uint64_t kMaxWalk = 100'000;  // frames per partition and refresh
+
+// stat's read-only mappings of the partitions it watches, kept between
+// refreshes; a partition whose tail went backwards was recreated: mapped again.
+class Rings {
+ public:
+  const log::Ring* get(const Context& ctx, const std::string& topic, std::uint32_t p,
+                       std::uint64_t tail) {
+    auto it = rings_.find({topic, p});
+    if (it != rings_.end() && it->second.tail().load(std::memory_order_acquire) < tail)
+      rings_.erase(it), it = rings_.end();
+    if (it == rings_.end()) {
+      auto r = log::Ring::open(bus_dir(ctx), topic, p, false, false);
+      if (!r) return nullptr;
+      it = rings_.emplace(std::pair{topic, p}, std::move(r).value()).first;
+    }
+    return &it->second;
+  }
+
+ private:
+  std::map<std::pair<std::string, std::uint32_t>, log::Ring> rings_;
+};
+
+// Messages published per second between two tails of one partition.
+std::optional<double> msgs_per_s(const log::Ring& ring, std::uint64_t before, std::uint64_t now,
+                                 double dt) {
+  if (now == before) return 0.0;
+  const std::uint64_t from = std::max(before, ring.oldest_intact(now));
+  const log::FrameCount c = log::count_frames(ring, from, now, kMaxWalk);
+  if (c.bytes == 0) return std::nullopt;
+  return double(c.messages) * double(now - before) / double(c.bytes) / dt;
+}
+
 struct Row {
   std::string topic;
   std::uint32_t partition = 0;
   const TopicInfo* info = nullptr;
   const PartitionInfo* now = nullptr;
   std::optional<double> bytes_per_s;  // none: no earlier sample
+  std::optional<double> msgs_per_s;   // none: no earlier sample, or nothing readable
   std::optional<double> fill;         // none: no consumer
 };
 
-std::vector<Row> rows(const Snapshot& before, const Snapshot& now) {
+std::vector<Row> rows(const Context& ctx, Rings& rings, const Snapshot& before,
+                      const Snapshot& now) {
   std::vector<Row> out;
   const double dt = std::chrono::duration<double>(now.at - before.at).count();
   for (const auto& [name, info] : now.topics) {
     const auto old = before.topics.find(name);
     const std::uint64_t capacity = info.options.segment_bytes * info.options.segment_count;
     for (std::uint32_t p = 0; p < info.partitions.size(); ++p) {
-      Row r{name, p, &info, &info.partitions[p], std::nullopt, std::nullopt};
+      Row r{name, p, &info, &info.partitions[p], std::nullopt, std::nullopt, std::nullopt};
       const PartitionInfo& part = info.partitions[p];
       if (old != before.topics.end() && p < old->second.partitions.size() && dt > 0 &&
-          part.tail >= old->second.partitions[p].tail)  // a smaller tail: recreated meanwhile
-        r.bytes_per_s = double(part.tail - old->second.partitions[p].tail) / dt;
+          part.tail >= old->second.partitions[p].tail) {  // a smaller tail: recreated meanwhile
+        const std::uint64_t was = old->second.partitions[p].tail;
+        r.bytes_per_s = double(part.tail - was) / dt;
+        if (const log::Ring* ring = rings.get(ctx, name, p, part.tail))
+          r.msgs_per_s = msgs_per_s(*ring, was, part.tail, dt);
+      }
       if (!part.consumer_positions.empty()) {
         const std::uint64_t slowest =
             *std::min_element(part.consumer_positions.begin(), part.consumer_positions.end());
@@ -85,12 +130,14 @@ std::string render_text(const Context& ctx, const Snapshot& now, const std::vect
     return s;
   }
   char line[512];
-  std::snprintf(line, sizeof line, "%-20s %4s %-9s %10s %14s %12s %7s  %s\n", "TOPIC", "PART",
-                "POLICY", "CAPACITY", "TAIL", "BYTES/S", "FILL", "PRODUCER PIDS");
+  std::snprintf(line, sizeof line, "%-20s %4s %-9s %10s %14s %10s %12s %7s  %s\n", "TOPIC", "PART",
+                "POLICY", "CAPACITY", "TAIL", "MSGS/S", "BYTES/S", "FILL", "PRODUCER PIDS");
   s += line;
   for (const Row& r : rs) {
     const TopicOptions& o = r.info->options;
     std::string rate = r.bytes_per_s ? human_bytes(*r.bytes_per_s) : "-";
+    char msgs[32] = "-";
+    if (r.msgs_per_s) std::snprintf(msgs, sizeof msgs, "%.0f", *r.msgs_per_s);
     char fill[16] = "-";
     if (r.fill) {
       if (*r.fill > 1.0)
@@ -101,10 +148,10 @@ std::string render_text(const Context& ctx, const Snapshot& now, const std::vect
     std::string pids;
     for (std::uint32_t pid : r.now->producer_pids)
       pids += (pids.empty() ? "" : " ") + std::to_string(pid);
-    std::snprintf(line, sizeof line, "%-20s %4u %-9s %10s %14llu %12s %7s  %s\n", r.topic.c_str(),
-                  r.partition, policy_name(o.policy),
+    std::snprintf(line, sizeof line, "%-20s %4u %-9s %10s %14llu %10s %12s %7s  %s\n",
+                  r.topic.c_str(), r.partition, policy_name(o.policy),
                   human_bytes(double(o.segment_bytes * o.segment_count)).c_str(),
-                  static_cast<unsigned long long>(r.now->tail), rate.c_str(), fill,
+                  static_cast<unsigned long long>(r.now->tail), msgs, rate.c_str(), fill,
                   pids.empty() ? "-" : pids.c_str());
     s += line;
     for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k) {
@@ -139,6 +186,7 @@ std::string render_json(const Context& ctx, const Snapshot& now, const std::vect
                      {"policy", policy_name(r.info->options.policy)},
                      {"capacity", r.info->options.segment_bytes * r.info->options.segment_count},
                      {"tail", r.now->tail},
+                     {"msgs_per_s", r.msgs_per_s ? json(*r.msgs_per_s) : json(nullptr)},
                      {"bytes_per_s", r.bytes_per_s ? json(*r.bytes_per_s) : json(nullptr)},
                      {"fill", r.fill ? json(*r.fill) : json(nullptr)},
                      {"producer_pids", r.now->producer_pids},
@@ -160,17 +208,19 @@ void run_stat(const Context& ctx, const StatOptions& o) {
   for (const std::string& t : o.topics) (void)describe_or_fail(ctx, t);
   const bool tty = ::isatty(STDOUT_FILENO) == 1 && !o.json;
 
+  Rings rings;
   Snapshot before = take(ctx, o.topics);
   if (o.once) {
     sleep_for(interval);
   } else if (tty) {  // something to look at until the first rate is in
-    if (!write_stdout("\x1b[H\x1b[2J" + render_text(ctx, before, rows(before, before), o.interval)))
+    if (!write_stdout("\x1b[H\x1b[2J" +
+                      render_text(ctx, before, rows(ctx, rings, before, before), o.interval)))
       return;
     sleep_for(interval);
   }
   while (!stop_requested()) {
     Snapshot now = take(ctx, o.topics);
-    const std::vector<Row> rs = rows(before, now);
+    const std::vector<Row> rs = rows(ctx, rings, before, now);
     std::string out = o.json ? render_json(ctx, now, rs) : render_text(ctx, now, rs, o.interval);
     if (tty)
       out = "\x1b[H\x1b[2J" + out;  // home, clear: redraw in place

@@ -487,10 +487,11 @@ def test_stat_once(env):
 
     lines = out(env, "stat", "--once", "--interval", "100ms").splitlines()
     assert lines[0].startswith("shmbus stat  bus default")
-    assert lines[1].split() == ["TOPIC", "PART", "POLICY", "CAPACITY", "TAIL", "BYTES/S", "FILL",
-                                "PRODUCER", "PIDS"]
-    #                       topic part policy capacity     tail   bytes/s   fill  producers
-    assert lines[2].split() == ["t", "0", "block", "16.0", "KiB", "512", "0", "B", "0.8%", "-"]
+    assert lines[1].split() == ["TOPIC", "PART", "POLICY", "CAPACITY", "TAIL", "MSGS/S",
+                                "BYTES/S", "FILL", "PRODUCER", "PIDS"]
+    #                  topic part policy capacity     tail msgs/s bytes/s   fill  producers
+    assert lines[2].split() == ["t", "0", "block", "16.0", "KiB", "512", "0", "0", "B", "0.8%",
+                                "-"]
     assert lines[3].split() == ["consumer", "pid", str(bg.p.pid), "position", "384", "lag", "128",
                                 "B"]
     assert [l.split()[:2] for l in lines[4:]] == [["u", "0"], ["u", "1"]]
@@ -500,13 +501,32 @@ def test_stat_once(env):
     [part] = only["partitions"]
     assert (part["topic"], part["partition"], part["tail"], part["capacity"]) == \
         ("t", 0, 512, 16384)
-    assert part["bytes_per_s"] == 0 and part["fill"] == pytest.approx(128 / 16384)
+    assert part["msgs_per_s"] == 0 and part["bytes_per_s"] == 0 and part["fill"] == pytest.approx(128 / 16384)
     assert part["producer_pids"] == []
     assert part["consumers"] == [{"pid": bg.p.pid, "alive": True, "position": 384, "lag": 128}]
     code, stdout, stderr = bg.stop()
     assert code == 0, stderr
     assert [l.split("payload=")[1] for l in stdout.splitlines()] == \
         ['"' + "c" * 100 + '"', '"' + "d" * 100 + '"']
+
+
+def test_stat_counts_messages_published_during_the_interval(env):
+    """msgs/s comes from walking the frames between two tails: with frames of
+    one size (100 B payload -> 128 B frame) it is exactly bytes/s / 128."""
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "64",
+        "--policy", "overwrite")
+    stat = subprocess.Popen([TOOL, "stat", "t", "--once", "--json", "-i", "1s"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    published = 0
+    while stat.poll() is None:
+        run(env, "publish", "t", "m" * 100)
+        published += 1
+        time.sleep(0.02)
+    stdout, stderr = stat.communicate(timeout=TIMEOUT)
+    assert stat.returncode == 0, stderr
+    [part] = json.loads(stdout)["partitions"]
+    assert part["bytes_per_s"] > 0, (published, part)
+    assert part["msgs_per_s"] == pytest.approx(part["bytes_per_s"] / 128), part
 
 
 def test_stat_repeats_plain_tables_when_not_a_tty(env, tmp_path):
