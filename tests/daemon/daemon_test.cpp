@@ -292,6 +292,59 @@ TEST_F(Daemon, ConfigCreatesTopics) {
   EXPECT_EQ(r->message.type, MsgType::Described) << r->message.text;
 }
 
+// Topics created over the socket are in the registry: a daemon killed with
+// SIGKILL and started again serves them; a delete is remembered too.
+TEST_F(Daemon, RestartedDaemonAdoptsTopicsCreatedOverTheSocket) {
+  start();
+  {
+    Connection c = connect();
+    ASSERT_EQ(c.call(create_request("made-live", 2))->message.type, MsgType::Ok);
+    ASSERT_EQ(c.call(create_request("deleted"))->message.type, MsgType::Ok);
+    ASSERT_EQ(c.call(named(MsgType::DeleteTopic, "deleted"))->message.type, MsgType::Ok);
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ + "/" + bus_ + "/registry").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0002, 0u) << "never world-writable";
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  start();
+  Connection c = connect();
+  auto r = c.call(named(MsgType::DescribeTopic, "made-live"));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->message.type, MsgType::Described) << r->message.text;
+  EXPECT_EQ(r->message.options.partitions, 2u);
+  EXPECT_EQ(r->message.acl.mode, 0640u);
+  Message list;
+  list.type = MsgType::ListTopics;
+  r = c.call(list);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.names, std::vector<std::string>{"made-live"});
+  EXPECT_NE(slurp(dir_ + "/daemon.log").find("made-live (2 partitions) adopted from the registry"),
+            std::string::npos);
+}
+
+// A registry with garbage in it stops the daemon at start, naming the file.
+TEST_F(Daemon, CorruptRegistryIsRefusedNamingTheFile) {
+  start();
+  ASSERT_EQ(connect().call(create_request("t"))->message.type, MsgType::Ok);
+  stop();
+  const std::string registry = root_ + "/" + bus_ + "/registry";
+  {
+    std::fstream f(registry, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(256 + 4);  // entry 0: its name length
+    const std::uint16_t huge = 60000;
+    f.write(reinterpret_cast<const char*>(&huge), sizeof huge);
+  }
+  const pid_t pid = spawn({"--foreground", "--bus", bus_, "--socket", socket_}, dir_ + "/err.txt");
+  EXPECT_EQ(wait_exit(pid), 1);
+  const std::string err = slurp(dir_ + "/err.txt");
+  EXPECT_NE(err.find("registry " + registry + " is damaged: entry 0: name length 60000"),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(std::filesystem::exists(socket_)) << "the daemon must not serve";
+}
+
 TEST_F(Daemon, BadConfigIsRefusedWithFileLineAndKey) {
   struct Case {
     std::string text;
