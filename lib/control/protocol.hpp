@@ -44,7 +44,9 @@
 //                   supervises it again. The daemon checks the ACL as for an
 //                   attach and that a slot of that role carries the peer's
 //                   pid and start time; no descriptors are passed.
-//   Stats           (empty)                       -> StatsReply: u32 clients, u32 topics,
+//   Stats           (empty)                       -> StatsReply: u32 clients (connected:
+//                                                    not the slot holders a restarted daemon
+//                                                    watches by pidfd), u32 topics,
 //                                                    u64 requests, u64 errors,
 //                                                    u64 reaped_producers, u64 reaped_consumers
 // Any request may instead get

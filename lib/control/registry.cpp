@@ -1,12 +1,14 @@
 // lib/control/registry.cpp — see registry.hpp.
 #include "control/registry.hpp"
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "log/ring.hpp"
 #include "shm/process.hpp"
@@ -16,17 +18,19 @@ namespace {
 
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
 constexpr std::size_t kEntryWords = sizeof(RegistryEntry) / 8;
-constexpr int kReadTries = 1000;  // a write takes microseconds; this is seconds of them
+// A write takes microseconds; 1000 tries 100 us apart give a writer 0.1 s.
+constexpr int kReadTries = 1000;
 
 std::atomic_ref<std::uint64_t> word(void* base, std::size_t i) {
   return std::atomic_ref<std::uint64_t>(static_cast<std::uint64_t*>(base)[i]);
 }
 
-std::vector<std::uint32_t>* acl_list(Acl& a, std::size_t k) {
-  std::vector<std::uint32_t>* lists[kAclLists] = {&a.producer_users, &a.producer_groups,
-                                                  &a.consumer_users, &a.consumer_groups};
-  return lists[k];
+// The ACL's id lists in the order of RegistryEntry::ids.
+template <class AclT>
+auto acl_lists(AclT& a) {
+  return std::array{&a.producer_users, &a.producer_groups, &a.consumer_users, &a.consumer_groups};
 }
+static_assert(std::tuple_size_v<decltype(acl_lists(std::declval<Acl&>()))> == kAclLists);
 
 RegistryEntry encode_entry(const TopicRecord& r) {
   RegistryEntry e{};
@@ -45,9 +49,8 @@ RegistryEntry encode_entry(const TopicRecord& r) {
   e.owner_uid = r.acl.owner_uid;
   e.group_gid = r.acl.group_gid;
   e.mode = r.acl.mode;
-  Acl acl = r.acl;
   for (std::size_t k = 0; k < kAclLists; ++k) {
-    const auto& ids = *acl_list(acl, k);
+    const auto& ids = *acl_lists(r.acl)[k];
     e.id_counts[k] = static_cast<std::uint16_t>(ids.size());
     std::copy(ids.begin(), ids.end(), e.ids[k]);
   }
@@ -99,7 +102,7 @@ Result<TopicRecord> decode_entry(const RegistryEntry& e) {
     if (e.id_counts[k] > kMaxIds)
       return bad("topic " + r.name + ": ACL list " + std::to_string(k) + " has " +
                  std::to_string(e.id_counts[k]) + " ids, over " + std::to_string(kMaxIds));
-    acl_list(r.acl, k)->assign(e.ids[k], e.ids[k] + e.id_counts[k]);
+    acl_lists(r.acl)[k]->assign(e.ids[k], e.ids[k] + e.id_counts[k]);
   }
   return r;
 }
