@@ -1,6 +1,9 @@
 // lib/control/registry.cpp — see registry.hpp.
 #include "control/registry.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -169,6 +172,15 @@ Result<Registry> Registry::open_or_create(const std::string& path) {
   if (!m) return Error{m.error().code, "registry: " + m.error().message};
   Registry r(std::move(m).value(), path, true);
   if (auto ok = r.check_header(); !ok) return ok.error();
+  // Nothing is written before the lock is ours.
+  r.writer_lock_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (r.writer_lock_.get() < 0 || ::flock(r.writer_lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (e == EWOULDBLOCK)
+      return Error{EBUSY, "registry " + path + " is held by another shmbusd (pid " +
+                              std::to_string(r.header()->writer_pid) + ") serving this bus"};
+    return Error{e, "registry " + path + ": " + std::strerror(e)};
+  }
   r.capacity_ = r.header()->capacity;
   RegistryHeader& h = *r.header();
   // Relaxed: only this process writes the header; readers read the generation only.

@@ -4,7 +4,10 @@
 //
 // One file per bus, `<bus directory>/registry`, next to the ring files.
 //
-//   WRITER: shmbusd only (the conductor thread), through Registry::open_or_create.
+//   WRITER: shmbusd only (the conductor thread), through Registry::open_or_create,
+//           which holds an exclusive flock(2) on the file for as long as the
+//           Registry lives: one daemon per bus (the kernel drops the lock
+//           when the daemon dies, even by kill -9).
 //           Created with mode 0644: readable by whoever reaches the bus
 //           directory, never writable by anybody but the daemon's user.
 //   READERS: clients (Registry::open), which map it read-only (PROT_READ), and
@@ -47,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "control/client.hpp"
 #include "control/protocol.hpp"
 #include "shm/file.hpp"
 #include "shmbus/options.hpp"
@@ -143,7 +147,8 @@ class Registry {
   // A client's view: maps the file read-only and checks its header.
   static Result<Registry> open(const std::string& path);
   // The daemon's: opens the file read-write (checking it as a reader does,
-  // and repairing an odd generation), or creates an empty one.
+  // and repairing an odd generation), or creates an empty one; fails when
+  // another live daemon holds it.
   static Result<Registry> open_or_create(const std::string& path);
 
   // The current generation (acquire); even when no write is under way.
@@ -168,6 +173,7 @@ class Registry {
   int find(const std::string& name, bool or_free) const;
 
   shm::Mapping map_;
+  Fd writer_lock_;  // the daemon's: flock(LOCK_EX) on the file
   std::string path_;
   bool writable_ = false;
   std::uint32_t capacity_ = 0;

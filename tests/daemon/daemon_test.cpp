@@ -308,6 +308,14 @@ TEST_F(Daemon, RestartedDaemonAdoptsTopicsCreatedOverTheSocket) {
   struct stat st {};
   ASSERT_EQ(::stat((root_ + "/" + bus_ + "/registry").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0002, 0u) << "never world-writable";
+  // A second daemon for the same bus, even on another socket, does not start.
+  const pid_t second = spawn({"--foreground", "--bus", bus_, "--socket", dir_ + "/second.sock"},
+                             dir_ + "/second.log");
+  EXPECT_EQ(wait_exit(second), 1);
+  EXPECT_NE(
+      slurp(dir_ + "/second.log").find("held by another shmbusd (pid " + std::to_string(pid_)),
+      std::string::npos)
+      << slurp(dir_ + "/second.log");
   ::kill(pid_, SIGKILL);
   EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
   pid_ = -1;
