@@ -89,9 +89,15 @@ TEST_F(RegistryTest, DaemonWritesClientReads) {
   // A client's mapping is read-only: the registry file is not theirs to write.
   EXPECT_FALSE(reader->put(record("x", 1)));
 
-  // A second daemon opening it adopts the entries.
+  // A second writer is refused while the first holds the file (one daemon
+  // per bus), and adopts the entries once the first is gone.
+  auto second = Registry::open_or_create(path());
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("held by another shmbusd"), std::string::npos)
+      << second.error().message;
+  writer = second.error();
   writer = Registry::open_or_create(path());
-  ASSERT_TRUE(writer);
+  ASSERT_TRUE(writer) << writer.error().message;
   all = writer->read(true);
   ASSERT_TRUE(all);
   ASSERT_EQ(all->size(), 1u);
