@@ -22,8 +22,9 @@
 #include <sstream>
 
 #include "control/client.hpp"
-#include "shm/file.hpp"
 #include "log/topic_files.hpp"
+#include "shm/file.hpp"
+#include "shm/process.hpp"
 
 namespace shmbus::daemon {
 namespace {
@@ -109,10 +110,21 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
                           const control::Acl& acl, bool adopt) {
   options.mode = acl.mode;
   if (numa >= 0) options.placement = {Placement::Kind::Node, numa};
+  // Recorded as Creating before any file exists: a daemon that dies half-way
+  // leaves an entry that tells its successor to remove the files.
+  const bool fresh = ::access(log::ring_path(dir_, name, 0).c_str(), F_OK) != 0;
+  if (fresh) {
+    if (auto ok = record_topic(name, options, numa, acl, control::EntryState::Creating); !ok)
+      return ok.error();
+  }
+  auto forget = [&] {
+    if (fresh) registry_->erase(name);
+  };
   bool adopted = false;
   if (auto made = log::create_topic_files(dir_, name, options); !made) {
     // A configured topic whose files exist (a restarted daemon) is adopted
     // if its geometry is the configured one; clients created it never.
+    forget();
     if (!adopt || made.error().code != EEXIST) return made.error();
     auto first = log::Ring::open(dir_, name, 0, false, false);
     if (!first) return first.error();
@@ -135,10 +147,20 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
     auto ring =
         owned ? log::Ring::open(dir_, name, p, true, false) : Result<log::Ring>(owned.error());
     if (!ring) {
-      if (!adopted) (void)log::remove_topic_files(dir_, name);
+      if (!adopted) {
+        (void)log::remove_topic_files(dir_, name);
+        forget();
+      }
       return ring.error();
     }
     t->rings.push_back(std::move(ring.value()));
+  }
+  if (auto ok = record_topic(name, options, numa, acl, control::EntryState::Live); !ok) {
+    if (!adopted) {
+      (void)log::remove_topic_files(dir_, name);
+      forget();
+    }
+    return ok.error();
   }
   topics_[name] = std::move(t);
   return Done{};
@@ -148,7 +170,11 @@ Outcome Server::start() {
   if (auto ok = log::check_name("bus", config_.bus); !ok) return ok.error();
   dir_ = shm::bus_directory(config_.bus);
   if (auto ok = shm::make_directory(dir_); !ok) return ok.error();
+  if (auto ok = adopt_registry(); !ok) return ok.error();
   for (const auto& t : config_.topics) {
+    // Adopted from the registry too: the configuration's ACL wins, its
+    // geometry must match the files'.
+    topics_.erase(t.name);
     if (auto ok = add_topic(t.name, t.options, t.numa_node, t.acl, true); !ok)
       return Error{ok.error().code, "topic " + t.name + ": " + ok.error().message};
     logf("info", "topic " + t.name + " (" + std::to_string(t.options.partitions) +
@@ -196,6 +222,7 @@ Outcome Server::start() {
   ::epoll_ctl(epoll_, EPOLL_CTL_ADD, listen_, &ev);
   ev.data.u64 = tag(0, kSignal);
   ::epoll_ctl(epoll_, EPOLL_CTL_ADD, signals_, &ev);
+  watch_slot_holders();
   logf("info",
        "bus " + config_.bus + ": shared memory in " + dir_ + ", control socket " + socket_path_);
   return Done{};
@@ -463,9 +490,8 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
       if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
       if (c.uid != 0 && c.uid != t->acl.owner_uid)
         return error(ErrorCode::Denied, "only the topic's owner or root may delete it");
-      if (auto ok = log::remove_topic_files(dir_, req.name); !ok)
+      if (auto ok = delete_topic(req.name); !ok)
         return error(ErrorCode::Internal, ok.error().message);
-      topics_.erase(req.name);
       logf("info", "topic " + req.name + " deleted by pid " + std::to_string(c.pid));
       return reply;
     }
@@ -543,15 +569,194 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
       if (c.attached.erase(req.name) == 0)
         return error(ErrorCode::NotFound, "not attached to " + req.name);
       return reply;
+    case MsgType::Reattach:
+      return reattach(c, req);
     case MsgType::Stats:
       reply.type = MsgType::StatsReply;
       reply.stats = stats_;
-      reply.stats.clients = static_cast<std::uint32_t>(clients_.size());
+      reply.stats.clients = static_cast<std::uint32_t>(std::count_if(
+          clients_.begin(), clients_.end(), [](const auto& idc) { return !idc.second.adopted; }));
       reply.stats.topics = static_cast<std::uint32_t>(topics_.size());
       return reply;
     default:
       return error(ErrorCode::UnknownType, "not a request");
   }
+}
+
+// Marks the registry entry Deleting, removes the files, frees the entry: a
+// daemon that dies in between leaves an entry its successor finishes.
+Outcome Server::delete_topic(const std::string& name) {
+  Topic& t = *topics_.at(name);
+  if (auto ok = record_topic(name, t.options, t.numa_node, t.acl, control::EntryState::Deleting);
+      !ok)
+    return ok.error();
+  topics_.erase(name);
+  if (auto ok = log::remove_topic_files(dir_, name); !ok && ok.error().code != ENOENT)
+    return ok.error();
+  registry_->erase(name);
+  return Done{};
+}
+
+// --- restart -------------------------------------------------------------
+
+Outcome Server::record_topic(const std::string& name, const TopicOptions& options, int numa,
+                             const control::Acl& acl, control::EntryState state) {
+  control::TopicRecord r;
+  r.state = state;
+  r.name = name;
+  r.options = options;
+  r.numa_node = numa;
+  r.acl = acl;
+  return registry_->put(r);
+}
+
+Outcome Server::adopt_registry() {
+  auto opened = control::Registry::open_or_create(control::registry_path(dir_));
+  if (!opened)
+    return Error{opened.error().code,
+                 opened.error().message +
+                     " (move the file away to start with an empty registry; topic files stay)"};
+  registry_ = std::move(opened).value();
+  auto records = registry_->read(true);
+  if (!records) return records.error();
+  for (const control::TopicRecord& r : *records) {
+    if (r.state != control::EntryState::Live) {
+      // A create or a delete that a dead daemon left half-done: neither was
+      // acknowledged to anybody, so finish it as a delete.
+      auto gone = log::remove_topic_files(dir_, r.name);
+      if (!gone && gone.error().code != ENOENT) return gone.error();
+      registry_->erase(r.name);
+      logf("warning", "topic " + r.name + ": removed what a half-done create or delete left");
+      continue;
+    }
+    if (auto bad = check_topic(r.options, r.acl, UINT64_MAX))
+      return Error{EPROTO, "registry " + registry_->path() + ": topic " + r.name + ": " + *bad};
+    if (::access(log::ring_path(dir_, r.name, 0).c_str(), F_OK) != 0) {
+      registry_->erase(r.name);
+      logf("warning", "topic " + r.name + " is in the registry but its files are gone; dropped");
+      continue;
+    }
+    if (auto ok = add_topic(r.name, r.options, r.numa_node, r.acl, true); !ok)
+      return Error{ok.error().code, "registry " + registry_->path() + ": topic " + r.name + ": " +
+                                        ok.error().message};
+    logf("info", "topic " + r.name + " (" + std::to_string(r.options.partitions) +
+                     " partitions) adopted from the registry");
+  }
+  return Done{};
+}
+
+void Server::watch_slot_holders() {
+  for (const auto& [name, t] : topics_) {
+    reap({name});  // owners that died while no daemon watched
+    for (const log::Ring& ring : t->rings) {
+      // Acquire: pairs with the owners' CAS to Active, after which pid and
+      // start_time (stored while Joining) are visible; relaxed for those.
+      for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
+        log::ProducerSlot& s = ring.producer_slot(i);
+        if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) ==
+            log::SlotState::Active)
+          watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
+                       log::atomic(s.start_time).load(std::memory_order_relaxed), name);
+      }
+      for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
+        log::CursorSlot& s = ring.cursor_slot(i);
+        if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) ==
+            log::SlotState::Active)
+          watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
+                       log::atomic(s.start_time).load(std::memory_order_relaxed), name);
+      }
+    }
+  }
+  std::size_t adopted = 0;
+  for (const auto& [id, c] : clients_) adopted += c.adopted;
+  if (adopted > 0)
+    logf("info", "watching " + std::to_string(adopted) +
+                     " process(es) that hold slots from before this daemon");
+}
+
+void Server::watch_holder(std::uint32_t pid, std::uint64_t start_time, const std::string& topic) {
+  for (auto& [id, c] : clients_) {
+    if (c.adopted && static_cast<std::uint32_t>(c.pid) == pid) {
+      c.attached.insert(topic);
+      return;
+    }
+  }
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  // The pidfd names the process only if it is still the one that took the
+  // slot: its start time is checked after the pidfd pinned the pid.
+  if (pidfd < 0 || shm::start_time_of(static_cast<pid_t>(pid)) != start_time) {
+    if (pidfd >= 0) ::close(pidfd);
+    reap({topic});  // died since the scan
+    return;
+  }
+  const std::uint64_t id = next_id_++;
+  Client c;
+  c.pid = static_cast<pid_t>(pid);
+  c.pidfd = pidfd;
+  c.adopted = true;
+  c.attached.insert(topic);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag(id, kPidfd);
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, pidfd, &ev);
+  clients_.emplace(id, std::move(c));
+}
+
+control::Message Server::reattach(Client& c, const control::Message& req) {
+  using control::ErrorCode;
+  const auto id = req.request_id;
+  auto it = topics_.find(req.name);
+  if (it == topics_.end())
+    return control::error_reply(id, ErrorCode::NotFound, "no topic " + req.name);
+  const Topic& t = *it->second;
+  const bool producer = req.role == control::Role::Producer;
+  const std::string what = std::string(producer ? "producer" : "consumer") + " slot in " +
+                           req.name + "." + std::to_string(req.partition);
+  if (req.partition >= t.rings.size())
+    return control::error_reply(
+        id, ErrorCode::NotFound,
+        "topic " + req.name + " has no partition " + std::to_string(req.partition));
+  if (!granted(c, t, req.role))
+    return control::error_reply(id, ErrorCode::Denied,
+                                "uid " + std::to_string(c.uid) + " may not hold a " + what);
+  const log::Ring& ring = t.rings[req.partition];
+  const std::uint64_t start = shm::start_time_of(c.pid);
+  const auto pid = static_cast<std::uint32_t>(c.pid);
+  // Acquire on control: pairs with the owner's CAS to Active (pid and start_time before it).
+  auto holds = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
+    return log::state_of(log::atomic(control).load(std::memory_order_acquire)) ==
+               log::SlotState::Active &&
+           log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
+           log::atomic(slot_start).load(std::memory_order_relaxed) == start;
+  };
+  bool held = false;
+  for (std::uint32_t i = 0; producer && !held && i < ring.max_producers(); ++i) {
+    log::ProducerSlot& s = ring.producer_slot(i);
+    held = holds(s.control, s.pid, s.start_time);
+  }
+  for (std::uint32_t i = 0; !producer && !held && i < ring.max_consumers(); ++i) {
+    log::CursorSlot& s = ring.cursor_slot(i);
+    held = holds(s.control, s.pid, s.start_time);
+  }
+  if (!held)
+    return control::error_reply(id, ErrorCode::NotFound,
+                                "pid " + std::to_string(c.pid) + " holds no " + what);
+  c.attached.insert(req.name);
+  // Its socket supervises it now: the watch from the start-up scan goes.
+  for (auto w = clients_.begin(); w != clients_.end(); ++w) {
+    if (!w->second.adopted || w->second.pid != c.pid) continue;
+    w->second.attached.erase(req.name);
+    if (w->second.attached.empty()) {
+      ::close(w->second.pidfd);  // closing removes it from the epoll set
+      clients_.erase(w);
+    }
+    break;
+  }
+  logf("info", "pid " + std::to_string(c.pid) + " re-announced its " + what);
+  control::Message ok;
+  ok.type = control::MsgType::Ok;
+  ok.request_id = id;
+  return ok;
 }
 
 }  // namespace shmbus::daemon

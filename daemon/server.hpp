@@ -12,17 +12,28 @@
 // The daemon is never on the data path: it hands out file descriptors and
 // supervises; producers and consumers go on if it dies.
 //
+// Restart: every topic, whether from the configuration or created over the
+// socket, is recorded in the bus's registry (lib/control/registry.hpp). A
+// starting daemon adopts what the registry lists (finishing a create or a
+// delete that a dead daemon left half-done), reaps the slots of clients that
+// died while no daemon ran, and watches the pidfd of every process that still
+// holds a producer or cursor slot (an "adopted" client, without a socket).
+// Clients reconnect by themselves and re-announce their slots (Reattach);
+// from then on their socket's client supervises them.
+//
 // Concurrency: Server is used by the one thread that calls run().
 #pragma once
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
 #include "control/protocol.hpp"
+#include "control/registry.hpp"
 #include "log/ring.hpp"
 
 namespace shmbus::daemon {
@@ -62,6 +73,7 @@ class Server {
     gid_t gid = 0;
     std::vector<gid_t> groups;  // gid and the supplementary groups
     bool hello = false;
+    bool adopted = false;            // no socket: a slot holder found by a starting daemon
     std::set<std::string> attached;  // topic names
   };
 
@@ -77,6 +89,19 @@ class Server {
   Outcome add_topic(const std::string& name, TopicOptions options, int numa,
                     const control::Acl& acl, bool adopt);
   bool granted(const Client& c, const Topic& t, control::Role role) const;
+  Outcome delete_topic(const std::string& name);
+
+  // --- restart: the registry, and supervision of clients a dead daemon served ---
+  // Opens (or creates) the registry and adopts the topics it lists.
+  Outcome adopt_registry();
+  // Records a topic in the registry in `state`.
+  Outcome record_topic(const std::string& name, const TopicOptions& options, int numa,
+                       const control::Acl& acl, control::EntryState state);
+  // Reaps slots whose owners died unwatched, then watches each live holder.
+  void watch_slot_holders();
+  void watch_holder(std::uint32_t pid, std::uint64_t start_time, const std::string& topic);
+  // Reattach: the peer re-announces a slot it holds.
+  control::Message reattach(Client& c, const control::Message& req);
 
   Config config_;
   std::string socket_path_;
@@ -87,6 +112,7 @@ class Server {
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Client> clients_;
   std::map<std::string, std::unique_ptr<Topic>> topics_;
+  std::optional<control::Registry> registry_;
   control::DaemonStats stats_;
   std::vector<std::byte> buf_ = std::vector<std::byte>(control::kMaxMessage + 1);
 };

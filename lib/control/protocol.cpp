@@ -146,7 +146,7 @@ void get_acl(Reader& r, Acl& a) {
 }
 
 bool is_request(std::uint16_t t) {
-  return t >= 1 && t <= 9;
+  return t >= 1 && t <= 10;
 }
 bool is_reply(std::uint16_t t) {
   return t >= 100 && t <= 105;
@@ -212,6 +212,11 @@ std::vector<std::byte> encode(const Message& m) {
     case MsgType::Detach:
       body.str(m.name);
       body.put(m.partition);
+      break;
+    case MsgType::Reattach:
+      body.str(m.name);
+      body.put(m.partition);
+      body.put(static_cast<std::uint8_t>(m.role));
       break;
     case MsgType::ListTopics:
     case MsgType::Stats:
@@ -321,6 +326,13 @@ Decoded decode(std::span<const std::byte> bytes, bool truncated, bool hello_done
     case MsgType::Detach:
       m.name = r.str(kMaxName, "topic name");
       m.partition = r.get<std::uint32_t>();
+      break;
+    case MsgType::Reattach:
+      m.name = r.str(kMaxName, "topic name");
+      m.partition = r.get<std::uint32_t>();
+      m.role = static_cast<Role>(r.get<std::uint8_t>());
+      if (!r.failed() && m.role != Role::Producer && m.role != Role::Consumer)
+        r.fail(ErrorCode::Invalid, "role must be 1 (producer) or 2 (consumer)");
       break;
     case MsgType::ListTopics:
     case MsgType::Stats:

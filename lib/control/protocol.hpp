@@ -36,7 +36,17 @@
 //                                                    (O_RDWR producers, O_RDONLY consumers),
 //                                                    cursor fd (O_RDWR)
 //   Detach          str topic, u32 partition      -> Ok (empty)
-//   Stats           (empty)                       -> StatsReply: u32 clients, u32 topics,
+//   Reattach        str topic, u32 partition,     -> Ok (empty)
+//                   u8 role (1 producer, 2 consumer)
+//                   A client that holds a slot in the partition (it attached
+//                   before, to this daemon or to one that has died since)
+//                   announces it on a new connection, so that the daemon
+//                   supervises it again. The daemon checks the ACL as for an
+//                   attach and that a slot of that role carries the peer's
+//                   pid and start time; no descriptors are passed.
+//   Stats           (empty)                       -> StatsReply: u32 clients (connected:
+//                                                    not the slot holders a restarted daemon
+//                                                    watches by pidfd), u32 topics,
 //                                                    u64 requests, u64 errors,
 //                                                    u64 reaped_producers, u64 reaped_consumers
 // Any request may instead get
@@ -70,7 +80,8 @@
 namespace shmbus::control {
 
 inline constexpr std::uint32_t kMagic = 0x53554253;  // "SBUS" little-endian
-inline constexpr std::uint16_t kVersion = 1;
+// Version 2 added Reattach. A peer of another version is refused (BadVersion).
+inline constexpr std::uint16_t kVersion = 2;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxMessage = 8192;  // a request
 inline constexpr std::size_t kMaxReply = 65536;   // a reply (Described, Listed)
@@ -89,6 +100,7 @@ enum class MsgType : std::uint16_t {
   AttachConsumer = 7,
   Detach = 8,
   Stats = 9,
+  Reattach = 10,
   // replies
   Ok = 100,
   Error = 101,
@@ -151,7 +163,7 @@ struct Message {
   std::vector<PartitionStat> partitions;  // Described
   std::vector<std::string> names;         // Listed
   std::uint32_t pid = 0;                  // Ok after Hello
-  Role role = Role::Producer;             // Attached
+  Role role = Role::Producer;             // Attached, Reattach
   std::uint64_t ring_bytes = 0;           // Attached
   ErrorCode code = ErrorCode::Internal;   // Error
   std::string text;                       // Error

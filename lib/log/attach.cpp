@@ -25,7 +25,7 @@ Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uin
   if (!found) {  // no daemon: the embedded path
     auto ring = Ring::open(shm::bus_directory(bus), topic, partition, producer, prefault);
     if (!ring) return ring.error();
-    return Attachment{std::move(ring).value(), std::nullopt};
+    return Attachment{std::move(ring).value(), {}};
   }
   const std::string& socket = *found;
   auto conn = control::Connection::connect(socket, producer ? "producer" : "consumer");
@@ -46,7 +46,10 @@ Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uin
   auto ring = Ring::open_fds(reply->fds[0].get(), reply->fds[1].get(), topic, partition, producer,
                              prefault);
   if (!ring) return ring.error();
-  return Attachment{std::move(ring).value(), std::move(conn).value()};
+  control::HeldSlot held{socket, std::string(topic), partition,
+                         producer ? control::Role::Producer : control::Role::Consumer};
+  return Attachment{std::move(ring).value(),
+                    control::Supervision::start(std::move(conn).value(), std::move(held))};
 }
 
 }  // namespace shmbus::log

@@ -4,7 +4,9 @@
 // control::default_socket_path(bus)), the client asks it: the daemon checks
 // the topic's ACL against the peer's credentials and hands over descriptors
 // (the log read-only for consumers), and supervises this process for as
-// long as the connection stays open. Without a daemon, the client maps the
+// long as the connection stays open; the connection goes to the process's
+// supervision link (control/link.hpp), which reconnects to a restarted
+// daemon and re-announces the slot. Without a daemon, the client maps the
 // files of the bus directory itself: the embedded path that tests and
 // single-user set-ups use.
 #pragma once
@@ -15,6 +17,7 @@
 #include <string_view>
 
 #include "control/client.hpp"
+#include "control/link.hpp"
 #include "log/ring.hpp"
 
 namespace shmbus::log {
@@ -26,7 +29,7 @@ std::optional<std::string> daemon_socket(std::string_view bus);
 
 struct Attachment {
   Ring ring;
-  std::optional<control::Connection> daemon;  // kept open: the daemon supervises us
+  control::Supervision daemon;  // inactive on the embedded path
 };
 
 Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uint32_t partition,

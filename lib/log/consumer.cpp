@@ -18,7 +18,7 @@ using log::FrameType;
 using log::SlotState;
 
 struct Consumer::Impl {
-  std::optional<control::Connection> daemon;  // when attached through shmbusd; closed last
+  control::Supervision daemon;  // when attached through shmbusd; released last
   log::Ring ring;
   log::CursorSlot* slot = nullptr;
   std::uint64_t slot_control = 0;

@@ -23,7 +23,7 @@ using log::FrameType;
 using log::SlotState;
 
 struct Producer::Impl {
-  std::optional<control::Connection> daemon;  // when attached through shmbusd; closed last
+  control::Supervision daemon;  // when attached through shmbusd; released last
   log::Ring ring;
   log::ProducerSlot* slot = nullptr;
   std::uint64_t slot_control = 0;

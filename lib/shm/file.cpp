@@ -75,6 +75,8 @@ const char* to_string(FileKind k) noexcept {
       return "ring";
     case FileKind::Cursors:
       return "cursors";
+    case FileKind::Registry:
+      return "registry";
   }
   return "unknown";
 }

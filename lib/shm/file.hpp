@@ -27,7 +27,7 @@ inline constexpr std::size_t kFalseSharingRange = 128;
 inline constexpr std::uint64_t kMagic = 0x5355424d48530a01ull;  // "\x01\nSHMBUS" little-endian
 inline constexpr std::uint32_t kLayoutVersion = 1;
 
-enum class FileKind : std::uint32_t { Ring = 1, Cursors = 2 };
+enum class FileKind : std::uint32_t { Ring = 1, Cursors = 2, Registry = 3 };
 
 // First 64 bytes of every shmbus file. Written once by the creator, before
 // the file gets its name; read-only afterwards.

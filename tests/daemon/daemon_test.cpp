@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "../multiprocess/message_check.hpp"
 #include "control/client.hpp"
 #include "control/protocol.hpp"
 #include "log/layout.hpp"
@@ -87,6 +89,7 @@ class Daemon : public ::testing::Test {
     ::setenv("SHMBUS_SHM_ROOT", root_.c_str(), 1);
   }
   void TearDown() override {
+    ::unsetenv("SHMBUS_SOCKET");  // set by tests of the client library, even when they fail
     stop();
     std::filesystem::remove_all(dir_);
   }
@@ -292,6 +295,67 @@ TEST_F(Daemon, ConfigCreatesTopics) {
   EXPECT_EQ(r->message.type, MsgType::Described) << r->message.text;
 }
 
+// Topics created over the socket are in the registry: a daemon killed with
+// SIGKILL and started again serves them; a delete is remembered too.
+TEST_F(Daemon, RestartedDaemonAdoptsTopicsCreatedOverTheSocket) {
+  start();
+  {
+    Connection c = connect();
+    ASSERT_EQ(c.call(create_request("made-live", 2))->message.type, MsgType::Ok);
+    ASSERT_EQ(c.call(create_request("deleted"))->message.type, MsgType::Ok);
+    ASSERT_EQ(c.call(named(MsgType::DeleteTopic, "deleted"))->message.type, MsgType::Ok);
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ + "/" + bus_ + "/registry").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0002, 0u) << "never world-writable";
+  // A second daemon for the same bus, even on another socket, does not start.
+  const pid_t second = spawn({"--foreground", "--bus", bus_, "--socket", dir_ + "/second.sock"},
+                             dir_ + "/second.log");
+  EXPECT_EQ(wait_exit(second), 1);
+  EXPECT_NE(
+      slurp(dir_ + "/second.log").find("held by another shmbusd (pid " + std::to_string(pid_)),
+      std::string::npos)
+      << slurp(dir_ + "/second.log");
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  start();
+  Connection c = connect();
+  auto r = c.call(named(MsgType::DescribeTopic, "made-live"));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->message.type, MsgType::Described) << r->message.text;
+  EXPECT_EQ(r->message.options.partitions, 2u);
+  EXPECT_EQ(r->message.acl.mode, 0640u);
+  Message list;
+  list.type = MsgType::ListTopics;
+  r = c.call(list);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.names, std::vector<std::string>{"made-live"});
+  EXPECT_NE(slurp(dir_ + "/daemon.log").find("made-live (2 partitions) adopted from the registry"),
+            std::string::npos);
+}
+
+// A registry with garbage in it stops the daemon at start, naming the file.
+TEST_F(Daemon, CorruptRegistryIsRefusedNamingTheFile) {
+  start();
+  ASSERT_EQ(connect().call(create_request("t"))->message.type, MsgType::Ok);
+  stop();
+  const std::string registry = root_ + "/" + bus_ + "/registry";
+  {
+    std::fstream f(registry, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(256 + 4);  // entry 0: its name length
+    const std::uint16_t huge = 60000;
+    f.write(reinterpret_cast<const char*>(&huge), sizeof huge);
+  }
+  const pid_t pid = spawn({"--foreground", "--bus", bus_, "--socket", socket_}, dir_ + "/err.txt");
+  EXPECT_EQ(wait_exit(pid), 1);
+  const std::string err = slurp(dir_ + "/err.txt");
+  EXPECT_NE(err.find("registry " + registry + " is damaged: entry 0: name length 60000"),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(std::filesystem::exists(socket_)) << "the daemon must not serve";
+}
+
 TEST_F(Daemon, BadConfigIsRefusedWithFileLineAndKey) {
   struct Case {
     std::string text;
@@ -364,6 +428,17 @@ TEST_F(Daemon, DecoderRejectsEachKindOfBadMessage) {
   // A name longer than its bound, with a consistent header.
   auto d = encode(named(MsgType::DescribeTopic, std::string(kMaxName + 1, 'a')));
   expect(d, ErrorCode::Oversized);
+  // Reattach with a role that is neither producer nor consumer.
+  Message reattach = named(MsgType::Reattach, "t");
+  auto bad_role = encode(reattach);
+  bad_role.back() = std::byte{7};
+  expect(bad_role, ErrorCode::Invalid);
+  // Reattach without its role byte: one field short.
+  auto short_reattach = encode(reattach);
+  short_reattach.pop_back();
+  const auto body = static_cast<std::uint32_t>(short_reattach.size() - kHeaderBytes);
+  std::memcpy(short_reattach.data() + 8, &body, 4);
+  expect(short_reattach, ErrorCode::Truncated);
   // A string length running past the body.
   auto s = encode(named(MsgType::DescribeTopic, "abc"));
   s[kHeaderBytes] = std::byte{50};
@@ -402,6 +477,7 @@ TEST_F(Daemon, SurvivesMutationStorm) {
     templates.push_back(encode(named(MsgType::AttachProducer, "fz")));
     templates.push_back(encode(named(MsgType::AttachConsumer, "fz")));
     templates.push_back(encode(named(MsgType::Detach, "fz")));
+    templates.push_back(encode(named(MsgType::Reattach, "fz")));
     Message s;
     s.type = MsgType::Stats;
     templates.push_back(encode(s));
@@ -653,6 +729,219 @@ TEST_F(Daemon, KilledProducerInsideClaimIsPaddedByTheDaemon) {
   EXPECT_GE(r->message.stats.reaped_producers, static_cast<std::uint64_t>(kKills));
 }
 
+// What the stream's processes and the test share (an anonymous shared page).
+struct StreamState {
+  std::atomic<std::uint64_t> sent;        // producers: messages committed (the next seq)
+  std::atomic<std::uint64_t> received;    // consumer: messages checked
+  std::atomic<std::uint64_t> total;       // test: the consumer stops after this many (0: not yet)
+  std::atomic<std::uint32_t> hold_claim;  // test -> producer: claim, then stop inside it
+  std::atomic<std::uint32_t> holding;     // producer -> test: stopped inside the claim
+};
+
+// A producer process: publishes seq `sent`, `sent`+1, ... (paced) until
+// `until`, or until told to stop inside a claim. Never returns.
+[[noreturn]] void stream_producer(StreamState& st, std::uint64_t until) {
+  auto p = Producer::open("test", "stream");
+  if (!p) {
+    std::fprintf(stderr, "producer: %s\n", p.error().message.c_str());
+    ::_exit(2);
+  }
+  std::vector<std::byte> msg;
+  for (std::uint64_t seq = st.sent.load(); seq < until; ++seq) {
+    if (st.hold_claim.load() != 0) {
+      Claim claim;
+      while (p->claim(16, claim) != Status::Ok) std::this_thread::yield();
+      st.holding.store(1);
+      for (;;) ::pause();  // stopped inside the claim
+    }
+    testing::make_message(0, seq, 200, msg);
+    Status s;
+    while ((s = p->offer(msg)) == Status::Full) std::this_thread::yield();
+    if (s != Status::Ok) ::_exit(3);
+    st.sent.store(seq + 1);
+    if (seq % 8 == 0) std::this_thread::sleep_for(50us);  // a stream, not a burst
+  }
+  ::_exit(0);
+}
+
+// The consumer process: checks every message (sender, order, checksum)
+// until `total` are in. Exit 0 when all checked; 1 on a bad one, 3 on time out.
+[[noreturn]] void stream_consumer(StreamState& st) {
+  ConsumerOptions o;
+  o.start = ConsumerOptions::Start::Earliest;
+  auto c = Consumer::open("test", "stream", o);
+  if (!c) {
+    std::fprintf(stderr, "consumer: %s\n", c.error().message.c_str());
+    ::_exit(2);
+  }
+  std::uint64_t next = 0;
+  std::string failure;
+  auto handler = [&](const shmbus::Message& m) {
+    testing::CheckHeader h;
+    if (!failure.empty()) return;
+    if (!testing::check_message(m.payload, h) || h.producer != 0)
+      failure = "damaged message at position " + std::to_string(m.position);
+    else if (h.seq != next)
+      failure = "got seq " + std::to_string(h.seq) + ", expected " + std::to_string(next);
+    else
+      st.received.store(++next);
+  };
+  const auto deadline = Clock::now() + 120s;
+  while (failure.empty() && (st.total.load() == 0 || next < st.total.load())) {
+    const PollResult r = c->poll_wait(handler, 64, 50ms);
+    if (r.status != Status::Ok && r.status != Status::Timeout)
+      failure = std::string("poll: ") + to_string(r.status);
+    if (Clock::now() > deadline) {
+      std::fprintf(stderr, "consumer: timed out at %llu\n", static_cast<unsigned long long>(next));
+      ::_exit(3);
+    }
+  }
+  if (!failure.empty()) std::fprintf(stderr, "consumer FAILED: %s\n", failure.c_str());
+  ::_exit(failure.empty() && next == st.total.load() ? 0 : 1);
+}
+
+// kill -9 of shmbusd while a producer and a consumer process exchange a
+// counted stream: traffic goes on; a restarted daemon adopts the topic
+// created over the socket, reaps a producer that died while no daemon ran,
+// takes back the clients (which reconnect by themselves), and pads the claim
+// of a producer killed inside it, so the consumer moves on. Every message
+// arrives once, in order, intact.
+TEST_F(Daemon, KilledDaemonRestartsAndLosesNothing) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  auto* st = static_cast<StreamState*>(::mmap(nullptr, sizeof(StreamState), PROT_READ | PROT_WRITE,
+                                              MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(st, MAP_FAILED);
+  new (st) StreamState{};
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("stream"))->message.type, MsgType::Ok);
+  ASSERT_EQ(c.call(create_request("quiet"))->message.type, MsgType::Ok);
+  auto describe = [&](Connection& conn, const char* topic) {
+    auto r = conn.call(named(MsgType::DescribeTopic, topic));
+    EXPECT_TRUE(r && r->message.type == MsgType::Described);
+    return r && r->message.type == MsgType::Described ? r->message.partitions.at(0)
+                                                      : PartitionStat{0, 99, 99};
+  };
+  auto stats = [](Connection& conn) {
+    Message m;
+    m.type = MsgType::Stats;
+    auto r = conn.call(m);
+    EXPECT_TRUE(r && r->message.type == MsgType::StatsReply);
+    return r ? r->message.stats : DaemonStats{};
+  };
+  auto wait_for = [](auto done, std::chrono::seconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (!done() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    return done();
+  };
+  std::vector<pid_t> children;
+  struct KillLeftovers {  // a failed assertion must not leave the stream running
+    std::vector<pid_t>& pids;
+    ~KillLeftovers() {
+      for (pid_t pid : pids)
+        if (::waitpid(pid, nullptr, WNOHANG) == 0) {
+          ::kill(pid, SIGKILL);
+          ::waitpid(pid, nullptr, 0);
+        }
+    }
+  } kill_leftovers{children};
+  auto spawn_child = [&](auto body) {
+    const pid_t pid = ::fork();
+    if (pid == 0) body();
+    children.push_back(pid);
+    return pid;
+  };
+
+  const pid_t consumer = spawn_child([&] { stream_consumer(*st); });
+  ASSERT_TRUE(wait_for([&] { return describe(c, "stream").consumers == 1; }, 20s));
+  pid_t producer = spawn_child([&] { stream_producer(*st, UINT64_MAX); });
+  // A producer on another topic that stops inside a claim; it dies while no daemon runs.
+  const pid_t stuck = spawn_child([&] {
+    auto p = Producer::open("test", "quiet");
+    Claim claim;
+    if (!p || p->claim(16, claim) != Status::Ok) ::_exit(2);
+    for (;;) ::pause();
+  });
+  ASSERT_TRUE(wait_for([&] { return st->received.load() >= 1000; }, 20s));
+  ASSERT_TRUE(wait_for([&] { return describe(c, "quiet").producers == 1; }, 20s));
+  EXPECT_EQ(stats(c).clients, 4u) << "this test, the producer, the consumer, the stuck producer";
+
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  ::kill(stuck, SIGKILL);
+  EXPECT_EQ(wait_exit(stuck), 128 + SIGKILL);
+  const std::uint64_t at_kill = st->received.load();
+  ASSERT_TRUE(wait_for([&] { return st->received.load() >= at_kill + 2000; }, 20s))
+      << "traffic must go on without the daemon: " << st->received.load() - at_kill
+      << " messages after the kill";
+  std::printf("without a daemon: %llu messages went through\n",
+              static_cast<unsigned long long>(st->received.load() - at_kill));
+
+  start();
+  Connection again = connect();
+  // Adopted: the topics created over the socket are served again.
+  Message list;
+  list.type = MsgType::ListTopics;
+  auto listed = again.call(list);
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->message.names, (std::vector<std::string>{"quiet", "stream"}));
+  // The producer that died while no daemon ran was reaped at start.
+  EXPECT_EQ(describe(again, "quiet").producers, 0u);
+  EXPECT_EQ(stats(again).reaped_producers, 1u);
+  // The stream's clients reconnect and re-announce their slots by themselves.
+  const auto t0 = Clock::now();
+  const std::string announced[] = {
+      "pid " + std::to_string(producer) + " re-announced its producer slot in stream.0",
+      "pid " + std::to_string(consumer) + " re-announced its consumer slot in stream.0"};
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const std::string log = slurp(dir_ + "/daemon.log");
+        return log.find(announced[0]) != std::string::npos &&
+               log.find(announced[1]) != std::string::npos;
+      },
+      10s))
+      << slurp(dir_ + "/daemon.log");
+  std::printf("clients re-announced %.1f ms after the restarted daemon answered\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  // Their connections stay: this test's, the producer's, the consumer's.
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(stats(again).clients, 3u);
+    std::this_thread::sleep_for(10ms);
+  }
+  const PartitionStat p = describe(again, "stream");
+  EXPECT_EQ(p.producers, 1u);
+  EXPECT_EQ(p.consumers, 1u);
+  const std::uint64_t at_restart = st->received.load();
+  ASSERT_TRUE(wait_for([&] { return st->received.load() >= at_restart + 1000; }, 20s));
+
+  // Stop the producer inside a claim: the consumer waits there.
+  st->hold_claim.store(1);
+  ASSERT_TRUE(wait_for([&] { return st->holding.load() == 1; }, 20s));
+  ASSERT_TRUE(wait_for([&] { return st->received.load() == st->sent.load(); }, 20s));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(st->received.load(), st->sent.load());
+  // kill -9 inside the claim: the restarted daemon pads it.
+  ::kill(producer, SIGKILL);
+  EXPECT_EQ(wait_exit(producer), 128 + SIGKILL);
+  ASSERT_TRUE(wait_for([&] { return stats(again).reaped_producers == 2; }, 10s))
+      << slurp(dir_ + "/daemon.log");
+  EXPECT_EQ(describe(again, "stream").producers, 0u);
+
+  // A new producer goes on from the next seq; the consumer gets past the pad.
+  const std::uint64_t total = st->sent.load() + 5000;
+  st->total.store(total);
+  st->hold_claim.store(0);
+  producer = spawn_child([&] { stream_producer(*st, total); });
+  EXPECT_EQ(wait_exit(producer), 0);
+  EXPECT_EQ(wait_exit(consumer), 0) << "the consumer must get every message once, in order";
+  EXPECT_EQ(st->received.load(), total);
+  std::printf("%llu messages, each once and in order, across a daemon kill and restart\n",
+              static_cast<unsigned long long>(total));
+  ::unsetenv("SHMBUS_SOCKET");
+  ::munmap(st, sizeof(StreamState));
+}
+
 // kill -9 of a consumer: the daemon frees its cursor slot at once, so it no
 // longer holds back producers on a `block` topic.
 TEST_F(Daemon, KilledConsumerSlotIsFreedByTheDaemon) {
@@ -693,6 +982,53 @@ TEST_F(Daemon, KilledConsumerSlotIsFreedByTheDaemon) {
   auto r = c.call(s);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->message.stats.reaped_consumers, 1u);
+}
+
+// A slot holder that never reconnects (it attached by hand, without the
+// client library's link) is found by the restarted daemon in the slots and
+// watched through a pidfd: when it dies, its cursor slot is freed.
+TEST_F(Daemon, RestartedDaemonWatchesSlotHoldersItFindsInSharedMemory) {
+  start();
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("held"))->message.type, MsgType::Ok);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ready[0]);
+    auto consumer = Consumer::open("test", "held");  // the embedded path: no link
+    if (!consumer) ::_exit(3);
+    const char one = 1;
+    if (::write(ready[1], &one, 1) != 1) ::_exit(4);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  start();
+  Connection again = connect();
+  auto consumers = [&] {
+    auto r = again.call(named(MsgType::DescribeTopic, "held"));
+    return r && r->message.type == MsgType::Described ? r->message.partitions.at(0).consumers : 99u;
+  };
+  EXPECT_EQ(consumers(), 1u) << "alive: adopted, not reaped";
+  EXPECT_NE(slurp(dir_ + "/daemon.log").find("watching 1 process(es)"), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
+  const auto t0 = Clock::now();
+  while (consumers() != 0 && Clock::now() - t0 < 10s) std::this_thread::sleep_for(100us);
+  EXPECT_EQ(consumers(), 0u);
+  Message s;
+  s.type = MsgType::Stats;
+  auto r = again.call(s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.stats.reaped_consumers, 1u);
+  EXPECT_EQ(r->message.stats.clients, 1u) << "a watched holder is not a connected client";
 }
 
 // The public API goes through the daemon when its socket exists: Producer
