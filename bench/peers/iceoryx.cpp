@@ -41,7 +41,8 @@ void init_runtime() {
   ++g_open;
   if (done) return;
   // Registration logs at debug level by default: keep the table readable.
-  iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn);
+  iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn,
+                                                           iox::log::LogLevelOutput::kHideLogLevel);
   const std::string name = unique_name("shmbus-peers-");
   iox::runtime::PoshRuntime::initRuntime(
       iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
