@@ -90,4 +90,23 @@ struct DoctorOptions {
 };
 void run_doctor(const Context& ctx, const DoctorOptions& o);
 
+// --- bench (bench.cpp) ---
+
+struct BenchOptions {
+  std::string mode = "rtt";  // rtt | one-way
+  std::vector<std::uint32_t> sizes{32, 256, 1024};
+  std::vector<int> cpus{0, 1};
+  std::string wait = "spin";     // spin | yield | futex
+  std::string policy = "block";  // block | overwrite
+  double rate = 0;               // messages (round trips) per second; 0: back-to-back
+  std::uint64_t messages = 100'000;
+  std::string duration;  // instead of messages
+  std::uint64_t warmup = 10'000;
+  std::uint64_t timeout = 300;  // seconds
+  bool json = false;
+  std::string hgrm;  // file prefix
+  bool quick = false;
+};
+void run_bench(const Context& ctx, const BenchOptions& o);
+
 }  // namespace shmbus::cli

@@ -1,4 +1,4 @@
-// shmbus — the command-line tool: topics, publish, tail, stat, doctor.
+// shmbus — the command-line tool: topics, publish, tail, stat, doctor, bench.
 //
 // This file is the command line (CLI11) only; each subcommand's work is in
 // its own file (commands.hpp). Exit codes: see kFooter.
@@ -288,12 +288,71 @@ void add_doctor(CLI::App& app, Context& ctx) {
   d->callback([&ctx, o] { run_doctor(ctx, *o); });
 }
 
+void add_bench(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* b = app.add_subcommand(
+      "bench", "Latency and throughput of shmbus on this machine, between two pinned processes");
+  b->add_option("--mode", o->mode,
+                "rtt: round trips (A publishes on a ping topic, B echoes on a pong topic); "
+                "one-way: A publishes, B measures each message from its intended send time")
+      ->check(CLI::IsMember({"rtt", "one-way"}))
+      ->capture_default_str();
+  b->add_option("-s,--sizes", o->sizes, "Payload sizes in bytes, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(16, (1 << 20) - 1024))
+      ->capture_default_str();
+  b->add_option("--cpus", o->cpus, "The CPUs of process A and process B")
+      ->delimiter(',')
+      ->expected(2)
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  b->add_option("--wait", o->wait,
+                "How consumers wait: spin (poll in a loop), yield (WaitStrategy::SpinYield), "
+                "futex (WaitStrategy::Futex: sleep until a producer wakes them)")
+      ->check(CLI::IsMember({"spin", "yield", "futex"}))
+      ->capture_default_str();
+  b->add_option("--policy", o->policy, "The topics' policy: block or overwrite")
+      ->check(CLI::IsMember({"block", "overwrite"}))
+      ->capture_default_str();
+  b->add_option("--rate", o->rate,
+                "Offered rate, messages (round trips) per second; each is measured from its "
+                "intended send time, so a stall also counts against the messages queued behind "
+                "it (coordinated omission). 0: back-to-back")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  auto* n = b->add_option("-n,--messages", o->messages, "Measured messages (round trips) per size")
+                ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
+                ->capture_default_str();
+  b->add_option("-d,--duration", o->duration,
+                "Run length per size instead of --messages (1s, 500ms, 2m)")
+      ->check(positive_duration_check())
+      ->excludes(n);
+  b->add_option("--warmup", o->warmup, "Messages (round trips) per size before measuring")
+      ->capture_default_str();
+  b->add_option("--timeout", o->timeout, "Give up on a test after this many seconds")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  b->add_flag("--json", o->json, "One JSON object instead of the table");
+  b->add_option("--hgrm", o->hgrm,
+                "Also write each size's percentile distribution to PREFIX-MODE-SIZEB.hgrm "
+                "(HdrHistogram's text format, microseconds; bench/plot.py draws them)");
+  b->add_flag("--quick", o->quick, "Smoke mode: 2000 messages and 200 warm-up per size");
+  b->footer(R"(Topics bench.<pid>.<size>.ping/.pong (block or --policy, frame alignment 64,
+exclusive producer, 4 x 1 MiB) are created for the run and deleted after it:
+through shmbusd when it runs for --bus, otherwise in a private bus root under
+/dev/shm. Processes A and B are forked and pinned to --cpus; the latency
+histogram is log-linear (< 0.8% error). For the comparison with other
+transports see bench/peers/run.)");
+  b->callback([&ctx, o] { run_bench(ctx, *o); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Context ctx;
-  CLI::App app("shmbus — topics, publish, tail, stat and doctor for a shared-memory message bus",
-               "shmbus");
+  CLI::App app(
+      "shmbus — topics, publish, tail, stat, doctor and bench for a shared-memory message bus",
+      "shmbus");
   app.fallthrough();  // --bus may come after the subcommand
   app.require_subcommand(1);
   app.add_option("--bus", ctx.bus, "The bus (a directory under SHMBUS_SHM_ROOT)")
@@ -305,6 +364,7 @@ int main(int argc, char** argv) {
   add_tail(app, ctx);
   add_stat(app, ctx);
   add_doctor(app, ctx);
+  add_bench(app, ctx);
   app.footer(kFooter);  // after the subcommands: only the top-level help shows it
 
   install_stop_handlers();
