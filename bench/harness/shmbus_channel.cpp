@@ -9,65 +9,23 @@
 #include <cstring>
 
 #include "clock.hpp"
-#include "control/client.hpp"
 #include "failure.hpp"
+#include "log/attach.hpp"
 
 namespace shmbus::bench {
-namespace {
-
-// One request to the daemon; "" on success, else the reason.
-std::string daemon_call(const std::string& socket, control::Message request) {
-  auto conn = control::Connection::connect(socket, "shmbus-bench");
-  if (!conn) return conn.error().message;
-  auto reply = conn->call(std::move(request));
-  if (!reply) return reply.error().message;
-  if (reply->message.type == control::MsgType::Error) return reply->message.text;
-  return {};
-}
-
-}  // namespace
-
-std::string daemon_socket(const std::string& bus) {
-  const char* env = std::getenv("SHMBUS_SOCKET");
-  std::string s = env != nullptr && *env != '\0' ? env : control::default_socket_path(bus);
-  return ::access(s.c_str(), F_OK) == 0 ? s : std::string();
-}
-
 BenchTopics::BenchTopics(std::string bus)
-    : bus_(std::move(bus)), socket_(bench::daemon_socket(bus_)) {}
+    : bus_(std::move(bus)), socket_(log::daemon_socket(bus_).value_or("")) {}
 
 BenchTopics::~BenchTopics() {
-  for (const std::string& t : made_) {
-    std::string why;
-    if (socket_.empty()) {
-      if (auto ok = Topic::remove(bus_, t); !ok) why = ok.error().message;
-    } else {
-      control::Message m;
-      m.type = control::MsgType::DeleteTopic;
-      m.name = t;
-      why = daemon_call(socket_, std::move(m));
-    }
-    if (!why.empty())
-      std::fprintf(stderr, "cannot remove topic %s/%s: %s\n", bus_.c_str(), t.c_str(), why.c_str());
-  }
+  for (const std::string& t : made_)
+    if (auto ok = Topic::remove(bus_, t); !ok)
+      std::fprintf(stderr, "cannot remove topic %s/%s: %s\n", bus_.c_str(), t.c_str(),
+                   ok.error().message.c_str());
 }
 
 void BenchTopics::create(const std::string& topic, const TopicOptions& options) {
-  std::string why;
-  if (socket_.empty()) {
-    if (auto ok = Topic::create(bus_, topic, options); !ok) why = ok.error().message;
-  } else {
-    control::Message m;
-    m.type = control::MsgType::CreateTopic;
-    m.name = topic;
-    m.options = options;
-    m.acl.owner_uid = static_cast<std::uint32_t>(::getuid());
-    m.acl.group_gid = static_cast<std::uint32_t>(::getgid());
-    m.acl.mode = options.mode;
-    why = daemon_call(socket_, std::move(m));
-    if (!why.empty()) why = "shmbusd (" + socket_ + "): " + why;
-  }
-  if (!why.empty()) fail("cannot create topic " + bus_ + "/" + topic + ": " + why);
+  if (auto ok = Topic::create(bus_, topic, options); !ok)
+    fail("cannot create topic " + bus_ + "/" + topic + ": " + ok.error().message);
   made_.push_back(topic);
 }
 

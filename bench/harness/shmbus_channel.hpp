@@ -5,11 +5,11 @@
 // polls ping and, in its handler, offers the payload on pong. One-way: A
 // publishes on ping, B polls it.
 //
-// BenchTopics: creates topics for a run and removes them when it ends. When
-// shmbusd runs for the bus (its control socket exists: SHMBUS_SOCKET, or the
-// default path), through the daemon (CreateTopic / DeleteTopic), so that the
-// producers and consumers attach through it as any client would; otherwise
-// in the bus directory, through the library.
+// BenchTopics: creates topics for a run and removes them when it ends, with
+// Topic::create and Topic::remove: through shmbusd when it runs for the bus
+// (its control socket exists: SHMBUS_SOCKET, or the default path), so that
+// the producers and consumers attach through it as any client would;
+// otherwise in the bus directory.
 //
 // Concurrency: BenchTopics in the parent only; a ShmbusChannel as a Channel.
 #pragma once
@@ -24,10 +24,6 @@
 #include "shmbus/shmbus.hpp"
 
 namespace shmbus::bench {
-
-// The control socket of shmbusd for `bus` (SHMBUS_SOCKET, or the default
-// path) when it exists, else "".
-std::string daemon_socket(const std::string& bus);
 
 class BenchTopics {
  public:
