@@ -12,6 +12,9 @@
 // The daemon is never on the data path: it hands out file descriptors and
 // supervises; producers and consumers go on if it dies.
 //
+// A timer scans every topic for hung producers and slow consumers
+// (supervise.hpp) at a sixteenth of the shortest configured timeout.
+//
 // Concurrency: Server is used by the one thread that calls run().
 #pragma once
 
@@ -24,6 +27,7 @@
 #include "config.hpp"
 #include "control/protocol.hpp"
 #include "log/ring.hpp"
+#include "supervise.hpp"
 
 namespace shmbus::daemon {
 
@@ -77,6 +81,10 @@ class Server {
   Outcome add_topic(const std::string& name, TopicOptions options, int numa,
                     const control::Acl& acl, bool adopt);
   bool granted(const Client& c, const Topic& t, control::Role role) const;
+  // Supervision of live clients (supervise.hpp): a timerfd in the epoll set.
+  Outcome start_supervision();
+  void arm_supervision();  // after the set of topics changed
+  void on_supervision_timer();
 
   Config config_;
   std::string socket_path_;
@@ -84,6 +92,8 @@ class Server {
   int epoll_ = -1;
   int listen_ = -1;
   int signals_ = -1;
+  int timer_ = -1;
+  Supervisor supervisor_;
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Client> clients_;
   std::map<std::string, std::unique_ptr<Topic>> topics_;
