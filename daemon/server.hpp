@@ -13,7 +13,7 @@
 // supervises; producers and consumers go on if it dies.
 //
 // A timer scans every topic for hung producers and slow consumers
-// (supervise.hpp) at a sixteenth of the shortest configured timeout.
+// (supervise.hpp) at a 32nd of the shortest configured timeout.
 //
 // Concurrency: Server is used by the one thread that calls run().
 #pragma once

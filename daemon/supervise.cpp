@@ -37,7 +37,7 @@ std::chrono::nanoseconds Supervisor::period(const std::vector<const TopicOptions
                              o->policy == Policy::Block ? o->slow_consumer_timeout_ms : 0u})
       if (ms != 0 && (shortest == 0 || ms < shortest)) shortest = ms;
   if (shortest == 0) return std::chrono::nanoseconds{0};
-  return std::clamp<std::chrono::nanoseconds>(std::chrono::milliseconds(shortest) / 16,
+  return std::clamp<std::chrono::nanoseconds>(std::chrono::milliseconds(shortest) / 32,
                                               std::chrono::milliseconds(1),
                                               std::chrono::milliseconds(100));
 }

@@ -8,7 +8,7 @@
 // claim_position, claim_bytes, claim_floor) stays the same from one scan to
 // the next for the topic's hung_producer_timeout, or a cursor slot whose
 // (control, position) stays the same for slow_consumer_timeout while it holds
-// producers back, is acted on once. The timer runs at a sixteenth of the
+// producers back, is acted on once. The timer runs at a 32nd of the
 // shortest timeout (1..100 ms), so an action comes at most one period plus a
 // scan after the timeout expires.
 //
@@ -40,7 +40,7 @@ class Supervisor {
                const std::vector<log::Ring>& rings, Clock::time_point now);
   // Drops what was seen of a deleted topic.
   void forget(const std::string& topic) { seen_.erase(topic); }
-  // The scan period for topics with these options: a sixteenth of the
+  // The scan period for topics with these options: a 32nd of the
   // shortest timeout, clamped to 1..100 ms; zero when no timeout is set.
   static std::chrono::nanoseconds period(const std::vector<const TopicOptions*>& topics);
 
