@@ -11,6 +11,7 @@
 // Ring file                                  Cursor file
 //   0    FileHeader (64)                       0    FileHeader (64)
 //   64   RingConfig (64), written at creation  64   CursorConfig (64)
+//   128  SupervisionConfig (8)
 //   256  tail        u64  (own 128-byte pair)  128  waiters u32, wake_seq u32 (futex)
 //   384  ProducerSlot x max_producers (128 B)  256  CursorSlot x max_consumers (128 B)
 //   data_offset (4096-aligned): segment_count x segment_bytes of frames
@@ -231,15 +232,24 @@ static_assert(offsetof(ProducerSlot, claim_bytes) == 32);
 static_assert(offsetof(ProducerSlot, claim_floor) == 40);
 inline constexpr std::uint64_t kNoClaimFloor = 0;
 
+// The topic's supervision timeouts (TopicOptions), in ms, 0 = never; written
+// at creation, read by shmbusd and `shmbus topic describe`.
+struct SupervisionConfig {
+  std::uint32_t hung_producer_timeout_ms;
+  std::uint32_t slow_consumer_timeout_ms;
+};
+
 struct alignas(kFalseSharingRange) RingHeader {
-  shm::FileHeader file;  // 0
-  RingConfig config;     // 64
-  std::uint8_t pad0[128];
+  shm::FileHeader file;           // 0
+  RingConfig config;              // 64
+  SupervisionConfig supervision;  // 128 (zero in files made before it: never)
+  std::uint8_t pad0[120];
   alignas(kFalseSharingRange) std::uint64_t tail;  // 256: next position to claim
   std::uint8_t pad1[120];
   // 384: ProducerSlot[max_producers]
 };
 static_assert(offsetof(RingHeader, config) == 64);
+static_assert(offsetof(RingHeader, supervision) == 128);
 static_assert(offsetof(RingHeader, tail) == 256);
 static_assert(sizeof(RingHeader) == 384);
 

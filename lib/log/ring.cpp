@@ -40,6 +40,8 @@ Outcome check_options(const TopicOptions& o) {
   if (o.max_consumers < 1 || o.max_consumers > 1024)
     return bad("max_consumers = " + std::to_string(o.max_consumers) + ": must be 1..1024");
   if (o.policy != Policy::Block && o.policy != Policy::Overwrite) return bad("unknown policy");
+  if (o.slow_consumer_timeout_ms != 0 && o.policy != Policy::Block)
+    return bad("slow_consumer_timeout_ms is only for the block policy");
   return Done{};
 }
 
@@ -109,6 +111,8 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
             .exclusive = static_cast<std::uint8_t>(o.exclusive_producer ? 1 : 0),
             .reserved = {},
         };
+        h->supervision = SupervisionConfig{.hung_producer_timeout_ms = o.hung_producer_timeout_ms,
+                                           .slow_consumer_timeout_ms = o.slow_consumer_timeout_ms};
       });
   if (!ring) return ring.error();
   const std::uint64_t cursor_bytes =

@@ -89,6 +89,8 @@ class Ring {
     return reinterpret_cast<CursorSlot*>(cursors_.data() + sizeof(CursorHeader))[i];
   }
   const std::string& name() const noexcept { return name_; }
+  // Read from shared memory on each call: for tools and the daemon, not the hot path.
+  SupervisionConfig supervision() const noexcept { return ring_header()->supervision; }
 
   // --- protocol steps shared by producers and consumers ---
 
