@@ -132,7 +132,8 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
                        std::uint64_t max_topic_bytes) {
   r.only(t, prefix,
          {"name", "partitions", "segment_bytes", "segments", "policy", "alignment", "numa_node",
-          "max_producers", "max_consumers", "exclusive_producer", "acl"});
+          "max_producers", "max_consumers", "exclusive_producer", "hung_producer_timeout_ms",
+          "slow_consumer_timeout_ms", "acl"});
   TopicConfig c;
   const auto* name = t.get("name");
   if (name == nullptr) r.fail(t.source(), prefix + "name", "missing (every topic needs a name)");
@@ -155,6 +156,19 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
     o.max_consumers = static_cast<std::uint32_t>(r.integer(*n, prefix + "max_consumers", 1, 1024));
   if (auto n = t.get("exclusive_producer"))
     o.exclusive_producer = r.boolean(*n, prefix + "exclusive_producer");
+  // Supervision timeouts: 0 (never) or kMinTimeoutMs..kMaxTimeoutMs.
+  auto timeout = [&](const char* key, std::uint32_t& out) {
+    const auto* n = t.get(key);
+    if (n == nullptr) return;
+    const auto v = r.integer(*n, prefix + key, 0, kMaxTimeoutMs);
+    if (v != 0 && v < kMinTimeoutMs)
+      r.fail(n->source(), prefix + key,
+             std::to_string(v) + " is below " + std::to_string(kMinTimeoutMs) +
+                 " ms (0 turns it off)");
+    out = static_cast<std::uint32_t>(v);
+  };
+  timeout("hung_producer_timeout_ms", o.hung_producer_timeout_ms);
+  timeout("slow_consumer_timeout_ms", o.slow_consumer_timeout_ms);
   if (auto n = t.get("policy")) {
     const auto p = r.string(*n, prefix + "policy");
     if (p == "block")
@@ -193,6 +207,18 @@ std::optional<std::string> check_topic(const TopicOptions& o, const control::Acl
   if (o.max_producers < 1 || o.max_producers > 1024) return "max_producers: must be 1..1024";
   if (o.max_consumers < 1 || o.max_consumers > 1024) return "max_consumers: must be 1..1024";
   if (o.policy != Policy::Block && o.policy != Policy::Overwrite) return "policy: unknown";
+  auto bad_timeout = [](std::uint32_t ms) {
+    return ms != 0 && (ms < kMinTimeoutMs || ms > kMaxTimeoutMs);
+  };
+  if (bad_timeout(o.hung_producer_timeout_ms))
+    return "hung_producer_timeout_ms: must be 0 (never) or " + std::to_string(kMinTimeoutMs) +
+           ".." + std::to_string(kMaxTimeoutMs);
+  if (bad_timeout(o.slow_consumer_timeout_ms))
+    return "slow_consumer_timeout_ms: must be 0 (never) or " + std::to_string(kMinTimeoutMs) +
+           ".." + std::to_string(kMaxTimeoutMs);
+  if (o.slow_consumer_timeout_ms != 0 && o.policy != Policy::Block)
+    return "slow_consumer_timeout_ms: only for policy \"block\" (overwrite never waits for "
+           "consumers)";
   // Each factor is bounded above (2^30, 2^10, 2^10): the product fits in 64 bits.
   const std::uint64_t total = o.segment_bytes * o.segment_count * o.partitions;
   if (total > max_topic_bytes)

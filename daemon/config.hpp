@@ -18,6 +18,9 @@
 //   max_producers = 16
 //   max_consumers = 16
 //   exclusive_producer = false
+//   hung_producer_timeout_ms = 1000  # revoke a claim open this long; 0 = never
+//   slow_consumer_timeout_ms = 0     # block: evict a cursor that holds producers
+//                                    # back this long; 0 = never (the default)
 //   [topics.acl]
 //   owner = "root"            # user name or uid
 //   group = "root"            # group name or gid
@@ -41,6 +44,10 @@
 #include "shmbus/status.hpp"
 
 namespace shmbus::daemon {
+
+// Supervision timeouts are 0 (never) or in this range, in milliseconds.
+inline constexpr std::int64_t kMinTimeoutMs = 10;
+inline constexpr std::int64_t kMaxTimeoutMs = 86'400'000;  // a day
 
 struct TopicConfig {
   std::string name;

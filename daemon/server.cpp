@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -31,10 +32,10 @@ namespace {
 
 bool g_stderr = true;
 
-// epoll data: id << 2 | kind.
-enum Kind : std::uint64_t { kListen = 0, kSocket = 1, kPidfd = 2, kSignal = 3 };
+// epoll data: id << 3 | kind.
+enum Kind : std::uint64_t { kListen = 0, kSocket = 1, kPidfd = 2, kSignal = 3, kTimer = 4 };
 std::uint64_t tag(std::uint64_t id, Kind k) {
-  return id << 2 | k;
+  return id << 3 | k;
 }
 
 std::string errno_text(const char* what) {
@@ -103,6 +104,7 @@ Server::~Server() {
     ::unlink(socket_path_.c_str());
   }
   if (signals_ >= 0) ::close(signals_);
+  if (timer_ >= 0) ::close(timer_);
   if (epoll_ >= 0) ::close(epoll_);
 }
 
@@ -223,6 +225,7 @@ Outcome Server::start() {
   ev.data.u64 = tag(0, kSignal);
   ::epoll_ctl(epoll_, EPOLL_CTL_ADD, signals_, &ev);
   watch_slot_holders();
+  if (auto ok = start_supervision(); !ok) return ok;
   logf("info",
        "bus " + config_.bus + ": shared memory in " + dir_ + ", control socket " + socket_path_);
   return Done{};
@@ -238,8 +241,8 @@ int Server::run() {
       return 1;
     }
     for (int i = 0; i < n; ++i) {
-      const std::uint64_t id = events[i].data.u64 >> 2;
-      switch (static_cast<Kind>(events[i].data.u64 & 3)) {
+      const std::uint64_t id = events[i].data.u64 >> 3;
+      switch (static_cast<Kind>(events[i].data.u64 & 7)) {
         case kListen:
           accept_clients();
           break;
@@ -248,6 +251,9 @@ int Server::run() {
           break;
         case kPidfd:
           on_death(id);
+          break;
+        case kTimer:
+          on_supervision_timer();
           break;
         case kSignal: {
           signalfd_siginfo si{};
@@ -259,6 +265,40 @@ int Server::run() {
         }
       }
     }
+  }
+}
+
+Outcome Server::start_supervision() {
+  timer_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (timer_ < 0) return Error{errno, errno_text("timerfd_create")};
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag(0, kTimer);
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, timer_, &ev);
+  arm_supervision();
+  return Done{};
+}
+
+void Server::arm_supervision() {
+  if (timer_ < 0) return;
+  std::vector<const TopicOptions*> options;
+  for (const auto& [name, t] : topics_) options.push_back(&t->options);
+  const auto period = Supervisor::period(options);
+  itimerspec its{};  // zero: disarmed
+  its.it_interval.tv_sec = static_cast<time_t>(period.count() / 1'000'000'000);
+  its.it_interval.tv_nsec = static_cast<long>(period.count() % 1'000'000'000);
+  its.it_value = its.it_interval;
+  ::timerfd_settime(timer_, 0, &its, nullptr);
+}
+
+void Server::on_supervision_timer() {
+  std::uint64_t expirations = 0;
+  if (::read(timer_, &expirations, sizeof expirations) != sizeof expirations) return;
+  const auto now = Supervisor::Clock::now();
+  for (const auto& [name, t] : topics_) {
+    const Supervisor::Actions a = supervisor_.scan(name, t->options, t->rings, now);
+    stats_.revoked_claims += a.revoked;
+    stats_.evicted_consumers += a.evicted;
   }
 }
 
@@ -458,6 +498,7 @@ control::Message Server::create_topic(const Client& c, const control::Message& r
                                 ok.error().message);
   logf("info", "topic " + req.name + " created by pid " + std::to_string(c.pid) + " (uid " +
                    std::to_string(c.uid) + ")");
+  arm_supervision();
   control::Message ok;
   ok.type = control::MsgType::Ok;
   ok.request_id = id;
@@ -492,6 +533,8 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
         return error(ErrorCode::Denied, "only the topic's owner or root may delete it");
       if (auto ok = delete_topic(req.name); !ok)
         return error(ErrorCode::Internal, ok.error().message);
+      supervisor_.forget(req.name);
+      arm_supervision();
       logf("info", "topic " + req.name + " deleted by pid " + std::to_string(c.pid));
       return reply;
     }

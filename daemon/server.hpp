@@ -21,6 +21,9 @@
 // Clients reconnect by themselves and re-announce their slots (Reattach);
 // from then on their socket's client supervises them.
 //
+// A timer scans every topic for hung producers and slow consumers
+// (supervise.hpp) at a 32nd of the shortest configured timeout.
+//
 // Concurrency: Server is used by the one thread that calls run().
 #pragma once
 
@@ -35,6 +38,7 @@
 #include "control/protocol.hpp"
 #include "control/registry.hpp"
 #include "log/ring.hpp"
+#include "supervise.hpp"
 
 namespace shmbus::daemon {
 
@@ -102,6 +106,10 @@ class Server {
   void watch_holder(std::uint32_t pid, std::uint64_t start_time, const std::string& topic);
   // Reattach: the peer re-announces a slot it holds.
   control::Message reattach(Client& c, const control::Message& req);
+  // Supervision of live clients (supervise.hpp): a timerfd in the epoll set.
+  Outcome start_supervision();
+  void arm_supervision();  // after the set of topics changed
+  void on_supervision_timer();
 
   Config config_;
   std::string socket_path_;
@@ -109,6 +117,8 @@ class Server {
   int epoll_ = -1;
   int listen_ = -1;
   int signals_ = -1;
+  int timer_ = -1;
+  Supervisor supervisor_;
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Client> clients_;
   std::map<std::string, std::unique_ptr<Topic>> topics_;

@@ -26,6 +26,8 @@ struct TopicCreateOptions {
   std::uint32_t max_producers = 16;
   std::uint32_t max_consumers = 16;
   bool exclusive = false;
+  std::uint32_t hung_producer_timeout_ms = 1000;
+  std::uint32_t slow_consumer_timeout_ms = 0;
   std::string mode = "0640";
   bool huge_pages = false;
   bool lock = false;

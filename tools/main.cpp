@@ -174,6 +174,14 @@ void add_topic(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   c->add_flag("--exclusive", create->exclusive,
               "One producer at a time (no atomic read-modify-write on the tail)");
+  c->add_option("--hung-producer-timeout", create->hung_producer_timeout_ms,
+                "ms a claim may stay open before shmbusd revokes it (0: never)")
+      ->check(CLI::Range(0, 86'400'000))
+      ->capture_default_str();
+  c->add_option("--slow-consumer-timeout", create->slow_consumer_timeout_ms,
+                "block: ms a consumer may hold producers back before shmbusd evicts it (0: never)")
+      ->check(CLI::Range(0, 86'400'000))
+      ->capture_default_str();
   c->add_option("--mode", create->mode, "File mode of the topic's files (octal)")
       ->check(mode_check())
       ->capture_default_str();

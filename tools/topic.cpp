@@ -38,7 +38,9 @@ json options_json(const TopicInfo& info) {
           {"frame_alignment", o.frame_alignment},
           {"max_producers", o.max_producers},
           {"max_consumers", o.max_consumers},
-          {"exclusive_producer", o.exclusive_producer}};
+          {"exclusive_producer", o.exclusive_producer},
+          {"hung_producer_timeout_ms", o.hung_producer_timeout_ms},
+          {"slow_consumer_timeout_ms", o.slow_consumer_timeout_ms}};
 }
 
 std::string geometry(const TopicOptions& o) {
@@ -58,6 +60,8 @@ void run_topic_create(const Context& ctx, const TopicCreateOptions& c) {
   o.max_producers = c.max_producers;
   o.max_consumers = c.max_consumers;
   o.exclusive_producer = c.exclusive;
+  o.hung_producer_timeout_ms = c.hung_producer_timeout_ms;
+  o.slow_consumer_timeout_ms = c.slow_consumer_timeout_ms;
   o.huge_pages = c.huge_pages;
   o.lock_memory = c.lock;
   o.mode = static_cast<mode_t>(std::stoul(c.mode, nullptr, 8));
@@ -167,6 +171,11 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
   s += "producers      at most " + std::to_string(t.max_producers) +
        (t.exclusive_producer ? ", exclusive (one at a time)" : "") + "\n";
   s += "consumers      at most " + std::to_string(t.max_consumers) + "\n";
+  auto never = [](std::uint32_t ms) {
+    return ms == 0 ? std::string("never") : std::to_string(ms) + " ms";
+  };
+  s += "supervision    hung producer " + never(t.hung_producer_timeout_ms) + ", slow consumer " +
+       never(t.slow_consumer_timeout_ms) + " (by shmbusd)\n";
   s += "mode           " + mode_of(ctx, info.name) + "\n";
   for (std::size_t i = 0; i < info.partitions.size(); ++i) {
     const PartitionInfo& p = info.partitions[i];

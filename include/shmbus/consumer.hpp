@@ -8,7 +8,17 @@
 //
 // Results: Ok (count > 0), Empty, Lagged (see lost(); the cursor has moved
 // past the lost range), Corrupt (the frame at position() fails validation; the
-// cursor stays, seek() past it), Evicted (the cursor slot was taken away).
+// cursor stays, seek() past it), Evicted (see below).
+//
+// Eviction (`block` topics supervised by shmbusd): a consumer whose cursor
+// stays put for the topic's slow_consumer_timeout while producers are held
+// back by it loses its cursor slot; producers move on and may overwrite what
+// it has not read. poll() then returns Evicted (count 0) until rejoin().
+// poll() checks its slot before each in-place delivery and after the last
+// one (one load of the consumer's own slot line, no shared traffic): when a
+// batch ends with Evicted and count > 0, the messages before the last were
+// intact when handed over, and the last one may have been overwritten while
+// its handler read it — treat it as suspect.
 //
 // Concurrency: a Consumer object belongs to one thread at a time. Any number
 // of consumers may read a partition; each sees every message.
@@ -59,6 +69,11 @@ class Consumer {
   // Moves the cursor to `position`, which must be a frame boundary (a
   // Message::position or a segment start) still in the ring.
   Outcome seek(std::uint64_t position);
+  // After Evicted: leaves the old slot and joins again at the current tail
+  // (as Start::Latest). lost() is then the range skipped, [old position,
+  // new position); seek() can go back into what the ring still holds.
+  // Fails when no cursor slot is free, or when the consumer was not evicted.
+  Outcome rejoin();
   std::uint64_t position() const noexcept;
   LostRange lost() const noexcept;  // the range of the last Lagged
   std::uint32_t partition() const noexcept;

@@ -41,6 +41,14 @@ struct TopicOptions {
   bool lock_memory = false;         // mlock the mapping
   Placement placement{};
   mode_t mode = 0640;  // never world-writable: the o+w bit is refused
+  // Supervision by shmbusd (nobody enforces these without a daemon), in ms, 0 = never:
+  // a claim not committed this long is revoked: consumers skip it, and the
+  // producer's commit() returns Revoked (Aeron's publication unblock timeout, 15 s);
+  std::uint32_t hung_producer_timeout_ms = 1000;
+  // `block` only: a consumer whose cursor does not move this long while producers
+  // wait for it is evicted (its poll() returns Evicted). Off by default: a
+  // `block` topic promises not to lose unread data.
+  std::uint32_t slow_consumer_timeout_ms = 0;
 };
 
 struct ProducerOptions {

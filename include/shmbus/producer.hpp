@@ -8,6 +8,13 @@
 // whole ring behind; retry (or wait) and try again. On an `overwrite` topic
 // they never wait.
 //
+// A claim must be committed or aborted within the topic's
+// hung_producer_timeout (1 s by default) when shmbusd supervises the bus:
+// past it the daemon revokes the claim (consumers skip it) and commit() or
+// abort() return Status::Revoked; nothing was published, so publishing the
+// message again duplicates nothing. Late writes into a revoked claim's
+// payload span are harmless (layout.hpp, "Hung producer").
+//
 // Concurrency: one Producer object belongs to one thread at a time. Any number
 // of Producer objects, in any threads and processes, may publish to the same
 // partition concurrently unless the topic is `exclusive_producer`, where one

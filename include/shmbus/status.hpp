@@ -19,9 +19,11 @@ enum class Status : std::uint8_t {
   TooLarge,  // producer: the frame does not fit in one segment
   Lagged,    // consumer, `overwrite` policy: producers lapped the cursor; see lost()
   Corrupt,   // consumer: the frame at the cursor fails validation
-  Evicted,   // consumer: its cursor slot was taken away (dead or too slow)
+  Evicted,   // consumer: shmbusd took its cursor slot (too slow on `block`); see rejoin()
   Timeout,   // a bounded wait ran out
   Invalid,   // an argument is out of range (e.g. an unknown claim)
+  Revoked,   // producer: the claim was open past the topic's hung_producer_timeout and
+             // shmbusd turned it into padding; nothing was published, publish again
 };
 
 [[nodiscard]] const char* to_string(Status s) noexcept;

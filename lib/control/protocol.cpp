@@ -100,6 +100,8 @@ void put_options(Writer& w, const TopicOptions& o, int numa) {
   w.put(o.max_producers);
   w.put(o.max_consumers);
   w.put(static_cast<std::int32_t>(numa));
+  w.put(o.hung_producer_timeout_ms);
+  w.put(o.slow_consumer_timeout_ms);
 }
 
 void get_options(Reader& r, TopicOptions& o, int& numa) {
@@ -113,6 +115,8 @@ void get_options(Reader& r, TopicOptions& o, int& numa) {
   o.max_producers = r.get<std::uint32_t>();
   o.max_consumers = r.get<std::uint32_t>();
   numa = r.get<std::int32_t>();
+  o.hung_producer_timeout_ms = r.get<std::uint32_t>();
+  o.slow_consumer_timeout_ms = r.get<std::uint32_t>();
   if (r.failed()) return;
   if (o.policy != Policy::Block && o.policy != Policy::Overwrite)
     r.fail(ErrorCode::Invalid, "policy must be 1 (block) or 2 (overwrite)");
@@ -257,6 +261,8 @@ std::vector<std::byte> encode(const Message& m) {
       body.put(m.stats.errors);
       body.put(m.stats.reaped_producers);
       body.put(m.stats.reaped_consumers);
+      body.put(m.stats.revoked_claims);
+      body.put(m.stats.evicted_consumers);
       break;
   }
   Writer out;
@@ -381,6 +387,8 @@ Decoded decode(std::span<const std::byte> bytes, bool truncated, bool hello_done
       m.stats.errors = r.get<std::uint64_t>();
       m.stats.reaped_producers = r.get<std::uint64_t>();
       m.stats.reaped_consumers = r.get<std::uint64_t>();
+      m.stats.revoked_claims = r.get<std::uint64_t>();
+      m.stats.evicted_consumers = r.get<std::uint64_t>();
       break;
   }
   if (r.failed()) return fail(r.code(), id, r.text());

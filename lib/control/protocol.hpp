@@ -19,7 +19,8 @@
 //   ids   = u16 n (n <= kMaxIds), then n x u32
 //   opts  = u32 partitions, u64 segment_bytes, u32 segment_count,
 //           u8 policy (1 block, 2 overwrite), u8 exclusive, u32 alignment,
-//           u32 max_producers, u32 max_consumers, i32 numa_node (-1: any)
+//           u32 max_producers, u32 max_consumers, i32 numa_node (-1: any),
+//           u32 hung_producer_timeout_ms, u32 slow_consumer_timeout_ms (0: never)
 //   acl   = u32 owner_uid, u32 group_gid, u32 mode,
 //           ids producer_users, ids producer_groups,
 //           ids consumer_users, ids consumer_groups
@@ -48,7 +49,8 @@
 //                                                    not the slot holders a restarted daemon
 //                                                    watches by pidfd), u32 topics,
 //                                                    u64 requests, u64 errors,
-//                                                    u64 reaped_producers, u64 reaped_consumers
+//                                                    u64 reaped_producers, u64 reaped_consumers,
+//                                                    u64 revoked_claims, u64 evicted_consumers
 // Any request may instead get
 //   Error           u32 code (ErrorCode), str text
 //
@@ -80,7 +82,8 @@
 namespace shmbus::control {
 
 inline constexpr std::uint32_t kMagic = 0x53554253;  // "SBUS" little-endian
-// Version 2 added Reattach. A peer of another version is refused (BadVersion).
+// Version 2 added Reattach and the supervision timeouts (CreateTopic,
+// Described) and their stats. A peer of another version is refused (BadVersion).
 inline constexpr std::uint16_t kVersion = 2;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxMessage = 8192;  // a request
@@ -149,6 +152,8 @@ struct DaemonStats {
   std::uint64_t errors = 0;
   std::uint64_t reaped_producers = 0;
   std::uint64_t reaped_consumers = 0;
+  std::uint64_t revoked_claims = 0;     // hung producers' claims (hung_producer_timeout)
+  std::uint64_t evicted_consumers = 0;  // slow consumers (slow_consumer_timeout)
 };
 
 // One decoded message; which fields mean something depends on `type`.

@@ -49,6 +49,8 @@ RegistryEntry encode_entry(const TopicRecord& r) {
   e.numa_node = r.numa_node;
   e.policy = static_cast<std::uint8_t>(r.options.policy);
   e.exclusive = r.options.exclusive_producer ? 1 : 0;
+  e.hung_producer_timeout_ms = r.options.hung_producer_timeout_ms;
+  e.slow_consumer_timeout_ms = r.options.slow_consumer_timeout_ms;
   e.owner_uid = r.acl.owner_uid;
   e.group_gid = r.acl.group_gid;
   e.mode = r.acl.mode;
@@ -95,6 +97,8 @@ Result<TopicRecord> decode_entry(const RegistryEntry& e) {
   r.options.max_consumers = e.max_consumers;
   r.options.policy = static_cast<Policy>(e.policy);
   r.options.exclusive_producer = e.exclusive != 0;
+  r.options.hung_producer_timeout_ms = e.hung_producer_timeout_ms;
+  r.options.slow_consumer_timeout_ms = e.slow_consumer_timeout_ms;
   r.options.mode = e.mode;
   r.numa_node = e.numa_node;
   if (e.numa_node >= 0) r.options.placement = {Placement::Kind::Node, e.numa_node};

@@ -80,7 +80,8 @@ inline constexpr std::size_t kAclLists =
 //   244  owner_uid, group_gid, mode  u32 x 3
 //   256  id_counts      u16 x 4  each <= kMaxIds
 //   264  ids            u32 x 4 x kMaxIds
-//   1288 reserved, to 1536
+//   1288 hung_producer_timeout_ms, slow_consumer_timeout_ms  u32 x 2
+//   1296 reserved, to 1536
 struct RegistryEntry {
   std::uint32_t state;
   std::uint16_t name_bytes;
@@ -101,7 +102,9 @@ struct RegistryEntry {
   std::uint32_t mode;
   std::uint16_t id_counts[kAclLists];
   std::uint32_t ids[kAclLists][kMaxIds];
-  std::uint8_t reserved2[248];
+  std::uint32_t hung_producer_timeout_ms;
+  std::uint32_t slow_consumer_timeout_ms;
+  std::uint8_t reserved2[240];
 };
 static_assert(offsetof(RegistryEntry, name) == 8);
 static_assert(offsetof(RegistryEntry, partitions) == 208);
@@ -111,6 +114,7 @@ static_assert(offsetof(RegistryEntry, policy) == 240);
 static_assert(offsetof(RegistryEntry, owner_uid) == 244);
 static_assert(offsetof(RegistryEntry, id_counts) == 256);
 static_assert(offsetof(RegistryEntry, ids) == 264);
+static_assert(offsetof(RegistryEntry, hung_producer_timeout_ms) == 1288);
 static_assert(sizeof(RegistryEntry) == 1536);
 static_assert(sizeof(RegistryEntry) % 8 == 0);
 

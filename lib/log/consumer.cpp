@@ -32,12 +32,63 @@ struct Consumer::Impl {
   LostRange lost{};
   std::vector<std::byte> copy;  // one segment: the largest frame body
 
-  ~Impl() {
+  ~Impl() { leave(); }
+
+  // Frees our slot, ACTIVE or EVICTED (an evicted slot stays taken until its
+  // owner leaves it). Afterwards slot_control matches no slot's control again:
+  // generations only grow, so poll() says Evicted until a rejoin.
+  void leave() noexcept {
     if (slot == nullptr) return;
-    std::uint64_t c = slot_control;
-    atomic(slot->control)
-        .compare_exchange_strong(c, log::make_control(SlotState::Free, log::generation_of(c)),
-                                 std::memory_order_acq_rel);
+    const std::uint64_t gen = log::generation_of(slot_control);
+    for (SlotState from : {SlotState::Active, SlotState::Evicted}) {
+      std::uint64_t c = log::make_control(from, gen);
+      if (atomic(slot->control)
+              .compare_exchange_strong(c, log::make_control(SlotState::Free, gen),
+                                       std::memory_order_acq_rel))
+        break;
+    }
+  }
+
+  // Takes a free slot at position t0: Free -> Joining (invisible to
+  // producers), fill it in, Joining -> Active (seq_cst: the join protocol).
+  bool join(std::uint64_t t0) noexcept {
+    const shm::ProcessId me = shm::self();
+    for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
+      log::CursorSlot& s = ring.cursor_slot(i);
+      std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+      if (log::state_of(c) != SlotState::Free) continue;
+      const std::uint64_t gen = log::generation_of(c) + 1;
+      std::uint64_t joining = log::make_control(SlotState::Joining, gen);
+      if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel))
+        continue;
+      atomic(s.pid).store(me.pid, std::memory_order_relaxed);
+      atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+      atomic(s.position).store(t0, std::memory_order_relaxed);
+      const std::uint64_t mine = log::make_control(SlotState::Active, gen);
+      // Fails only if a reaper took the slot while our pid was not yet in it.
+      if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_seq_cst))
+        continue;
+      slot = &s;
+      slot_control = mine;
+      return true;
+    }
+    return false;
+  }
+  bool join_or_reap(std::uint64_t t0) noexcept {
+    // No free slot: slots of consumers that died (kill -9) are taken back first.
+    return join(t0) || (ring.reap_dead_consumers(UINT64_MAX) != 0 && join(t0));
+  }
+  Error no_slot() const {
+    return Error{EBUSY, "topic partition " + ring.name() + " has all " +
+                            std::to_string(ring.max_consumers()) +
+                            " consumer slots taken by live consumers (raise max_consumers)"};
+  }
+
+  // The eviction check (layout.hpp, "Slow consumer"): true when our slot is
+  // no longer ours. The fence orders our reads of frames before the load.
+  bool evicted() const noexcept {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return atomic(slot->control).load(std::memory_order_relaxed) != slot_control;
   }
 
   bool copying(std::uint64_t p) const noexcept {
@@ -61,18 +112,42 @@ struct Consumer::Impl {
     published = position;
   }
 
+  // Whether poll has something to do at p: a committed or a skipped frame.
   bool ready(std::uint64_t p) const noexcept {
-    return atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst) == ring.commit_word(p);
+    const std::uint64_t word = atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst);
+    return word == ring.commit_word(p) || word == ring.skip_word(p);
+  }
+
+  // The frame at p carries the skip word (aborted, or revoked by shmbusd):
+  // move past it by the length its producer wrote before handing it out.
+  Status skip(std::uint64_t p, const FrameHeader* f) noexcept {
+    FrameHeader h;
+    std::memcpy(&h, f, sizeof h);
+    if (copying(p)) {
+      std::atomic_thread_fence(std::memory_order_acquire);  // the header copy before the tail
+      if (overrun(p)) return lagged(p);
+    }
+    if (h.length > ring.segment_left(p) - sizeof(FrameHeader)) return Status::Corrupt;
+    position = p + ring.frame_bytes(h.length);
+    return Status::Ok;
   }
 
   PollResult poll(Handler handler, std::uint32_t max) {
     if (atomic(slot->control).load(std::memory_order_relaxed) != slot_control)
       return {Status::Evicted, 0};
     PollResult r{Status::Empty, 0};
+    bool in_place = false;  // delivered a frame in place: check eviction after the batch
     while (r.count < max) {
       const std::uint64_t p = position;
       FrameHeader* f = ring.frame_at(p);
-      if (atomic(f->commit).load(std::memory_order_acquire) != ring.commit_word(p)) {
+      if (const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
+          word != ring.commit_word(p)) {
+        if (word == ring.skip_word(p)) {
+          const Status s = skip(p, f);
+          if (s == Status::Ok) continue;
+          r.status = s;
+          break;
+        }
         // Not ready here. Only a reader that can be lapped looks at the tail.
         if (copying(p) && overrun(p)) r.status = lagged(p);
         break;
@@ -108,13 +183,43 @@ struct Consumer::Impl {
         r.status = Status::Corrupt;
         break;
       }
+      // In place: producers may overwrite the frame once we are evicted.
+      if (!copy) {
+        if (evicted()) {
+          r.status = Status::Evicted;
+          break;
+        }
+        in_place = true;
+      }
       handler(m);
       position = next;
       ++r.count;
     }
+    if (in_place && r.status != Status::Evicted && evicted()) r.status = Status::Evicted;
+    if (r.status == Status::Evicted) return r;  // the slot is not ours to write
     publish_cursor();
     if (r.count > 0 && r.status == Status::Empty) r.status = Status::Ok;
     return r;
+  }
+
+  Outcome rejoin() {
+    if (atomic(slot->control).load(std::memory_order_relaxed) == slot_control)
+      return Error{EINVAL, "rejoin on " + ring.name() + ": this consumer was not evicted"};
+    leave();
+    const std::uint64_t t0 = ring.tail().load(std::memory_order_acquire);
+    if (t0 % ring.alignment() != 0) return damaged_tail(t0);
+    if (!join_or_reap(t0)) return no_slot();
+    const std::uint64_t t_join = ring.tail().load(std::memory_order_seq_cst);
+    lost = {position, t0 > position ? t0 : position};
+    position = published = t0;
+    safe_from = t_join;
+    return Done{};
+  }
+  Error damaged_tail(std::uint64_t t) const {
+    // Frames are aligned, so the tail is: only damage does this.
+    return Error{EPROTO, "topic partition " + ring.name() + " is damaged: its tail " +
+                             std::to_string(t) + " is not a multiple of the frame alignment " +
+                             std::to_string(ring.alignment())};
   }
 
   // Copied frame bodies, and the properties of in-place frames (copied so
@@ -164,6 +269,9 @@ struct Consumer::Impl {
                                std::to_string(ring.oldest_intact(t)) + ", " + std::to_string(t) +
                                ")"};
     };
+    if (evicted())
+      return Error{EINVAL,
+                   "seek on " + ring.name() + ": this consumer was evicted; rejoin() first"};
     // Never publish a cursor past the tail: a producer could cache a gate
     // above our real position.
     if (const std::uint64_t t = ring.tail().load(std::memory_order_acquire); q > t)
@@ -192,42 +300,10 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
   log::Ring& r = impl->ring;
   impl->copy.assign(r.segment_bytes(), std::byte{0});  // touched now: no page faults later
 
-  // Join: take a free slot (Joining hides it from producers), fill it, make it
-  // Active (seq_cst), then read the tail as T_join.
-  const shm::ProcessId me = shm::self();
+  // Join: take a free slot, make it Active (seq_cst), then read the tail as T_join.
   const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
-  if (t0 % r.alignment() != 0)  // frames are aligned, so the tail is: only damage does this
-    return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +
-                             std::to_string(t0) + " is not a multiple of the frame alignment " +
-                             std::to_string(r.alignment())};
-  auto join = [&]() -> bool {
-    for (std::uint32_t i = 0; i < r.max_consumers(); ++i) {
-      log::CursorSlot& s = r.cursor_slot(i);
-      std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-      if (log::state_of(c) != SlotState::Free) continue;
-      const std::uint64_t gen = log::generation_of(c) + 1;
-      std::uint64_t joining = log::make_control(SlotState::Joining, gen);
-      if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel))
-        continue;
-      atomic(s.pid).store(me.pid, std::memory_order_relaxed);
-      atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
-      atomic(s.position).store(t0, std::memory_order_relaxed);
-      const std::uint64_t mine = log::make_control(SlotState::Active, gen);
-      // seq_cst: the join protocol. Fails only if a reaper took the slot
-      // while our pid was not yet in it.
-      if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_seq_cst))
-        continue;
-      impl->slot = &s;
-      impl->slot_control = mine;
-      return true;
-    }
-    return false;
-  };
-  // No free slot: slots of consumers that died (kill -9) are taken back first.
-  if (!join() && (r.reap_dead_consumers(UINT64_MAX) == 0 || !join()))
-    return Error{EBUSY, "topic partition " + r.name() + " has all " +
-                            std::to_string(r.max_consumers()) +
-                            " consumer slots taken by live consumers (raise max_consumers)"};
+  if (t0 % r.alignment() != 0) return impl->damaged_tail(t0);
+  if (!impl->join_or_reap(t0)) return impl->no_slot();
   const std::uint64_t t_join = r.tail().load(std::memory_order_seq_cst);
   impl->safe_from = t_join;
   impl->published = t0;
@@ -259,6 +335,9 @@ PollResult Consumer::poll(Handler handler, std::uint32_t max_messages) {
 PollResult Consumer::poll_wait(Handler handler, std::uint32_t max_messages,
                                std::chrono::nanoseconds timeout) {
   return impl_->poll_wait(handler, max_messages, timeout);
+}
+Outcome Consumer::rejoin() {
+  return impl_->rejoin();
 }
 Outcome Consumer::seek(std::uint64_t position) {
   return impl_->seek(position);

@@ -11,6 +11,7 @@
 // Ring file                                  Cursor file
 //   0    FileHeader (64)                       0    FileHeader (64)
 //   64   RingConfig (64), written at creation  64   CursorConfig (64)
+//   128  SupervisionConfig (8)
 //   256  tail        u64  (own 128-byte pair)  128  waiters u32, wake_seq u32 (futex)
 //   384  ProducerSlot x max_producers (128 B)  256  CursorSlot x max_consumers (128 B)
 //   data_offset (4096-aligned): segment_count x segment_bytes of frames
@@ -32,6 +33,18 @@
 // carries another position, and stale payload bytes match only by a 2^-64
 // accident; so segments need no zeroing before reuse.
 //
+// A frame handed out by claim() goes through three commit-word values; each
+// is the salted position with one low bit flipped, and since positions are
+// multiples of 32 none of them equals the ready word of any frame:
+//
+//   pending(p) = (p ^ 4) ^ salt   claimed, header written, payload being written
+//   ready(p)   =  p      ^ salt   committed: deliver (Data) or skip (Pad)
+//   skip(p)    = (p ^ 2) ^ salt   aborted, or revoked by a supervisor: skip it
+//                                 by its `length`, never read its body
+//
+// pending -> ready and pending -> skip are compare-and-swaps, so exactly one
+// of the owner's commit/abort and a supervisor's revocation wins (below).
+//
 // Who writes which word, in which order:
 //
 //   producer                                   consumer at position p
@@ -42,11 +55,17 @@
 //     release fence: tail before any byte         else "not ready here": only now read
 //   2 block: wait until p+n-capacity <=              tail to tell "unwritten" from "lapped"
 //     min(active cursors) (cached)             2 read length/type/flags/body
-//   3 write length, type, flags, ts, body      3 overwrite or p < safe_from: copy out,
-//   4 commit(p).store(p^salt, release)           acquire fence, reload tail; tail >
-//     SYNC POINT with consumer step 1              p + capacity means the copy may be torn
-//   5 seq_cst fence; if waiters: wake          4 cursor.store(p_next, release) per batch
+//   3 write length, type, flags, ts, key,      3 overwrite or p < safe_from: copy out,
+//     properties; commit(p).store(pending,       acquire fence, reload tail; tail >
+//     release); hand the payload span out        p + capacity means the copy may be torn
+//   4 commit(p).CAS(pending -> ready, seq_cst)  4 in place (block): after decoding, and
+//     SYNC POINT with consumer step 1              after the batch, reload the own slot's
+//     (a failed CAS: revoked, Status::Revoked)     control: changed = evicted (below)
+//   5 if waiters (seq_cst load): wake          5 cursor.store(p_next, release) per batch
 //                                                SYNC POINT with producer step 2
+//
+// Pads that a producer writes itself (segment ends) and that a reaper writes
+// over a dead producer's unwritten claim are stored ready at once (Ring::write_pad).
 //
 // No producer laps another's open claim (either policy): a producer
 // descheduled between its fetch_add and its writes would otherwise store into
@@ -63,6 +82,64 @@
 // <= T_join, or its recomputation saw the new cursor; either way, positions >=
 // T_join can never be overwritten under the consumer, which reads them in
 // place (zero-copy). Positions below T_join it reads copy-and-validate.
+//
+// Supervision (shmbusd, daemon/supervise.hpp): a hung producer and a slow consumer.
+//
+// Hung producer. A claim whose frame stays pending for the topic's
+// hung_producer_timeout is revoked: the daemon CASes the commit word from
+// pending(p) to skip(p) (Ring::revoke) and writes nothing else. Who writes
+// which word, in which order:
+//   producer: header, key, properties -> commit = pending (release) ->
+//             [payload, by the user, at any time] -> CAS pending -> ready
+//             (or -> skip for abort) -> end_claim: claim_bytes = 0, claim_floor = 0
+//   daemon:   CAS pending -> skip (seq_cst; acquires the header through the
+//             producer's release of pending, releases it to consumers)
+//   consumer: skip(p) -> read `length` -> move on by frame_bytes(length)
+// Why the late producer cannot damage anything:
+//   - the CAS decides: a producer whose CAS fails never publishes; it returns
+//     Revoked, and nothing it wrote is delivered, so a retry duplicates nothing;
+//     a daemon whose CAS fails (the producer won) changes nothing;
+//   - after pending it writes no header word: `length`, which consumers use to
+//     skip, is stable; abort no longer rewrites `type`, it CASes to skip;
+//   - its late payload stores land in the body of a skipped frame, which no
+//     consumer reads;
+//   - that body is not reused while the producer may still write to it:
+//     the daemon leaves the producer's claim_floor in place, and no producer
+//     laps a floor (Ring::gate), so [p, p + n) is claimed again only after
+//     the producer's commit/abort has ended its claim, or it died and a
+//     reaper cleared its slot. The cost: a producer that stays hung still
+//     stops the other producers one ring after its claim; consumers do not
+//     stall. Zero-copy makes this unavoidable: the hung process holds a
+//     writable mapping of those bytes. The daemon logs its pid; kill it.
+//   - the pending value is unique to this claim (a later lap's words carry
+//     later positions; payload bytes match by a 2^-64 accident), so the
+//     daemon's CAS cannot hit a reused frame, however late it runs (no ABA).
+// The hole before pending: between claim_floor and pending (the fetch_add,
+// the exact record, boundary pads, the header) there is no frame to revoke,
+// and the daemon cannot tell a producer stopped there from one waiting for
+// room. It revokes nothing there and logs the producer's pid once; other
+// producers stop a ring past its floor until it continues or dies (then
+// the reapers pad its exact record; a death before the exact record leaves
+// a hole that only the lower bound announces, and the floor is cleared
+// with the slot). Library code runs there for nanoseconds, so only SIGSTOP
+// or a debugger hits it.
+//
+// Slow consumer (`block`). An ACTIVE cursor whose position stays the same for
+// the topic's slow_consumer_timeout while it holds producers back (less than
+// a segment, the largest frame, of room before it: a claim may get Full) is
+// evicted: the daemon CASes its control from ACTIVE(gen) to EVICTED(gen)
+// (Ring::evict). Producers' gate reads only ACTIVE cursors, so they move on
+// and may overwrite what the consumer reads in place. An EVICTED slot is
+// never reused until its owner leaves it (rejoin, destructor) or dies (the
+// reapers), so the consumer's late cursor stores hit nobody. The consumer
+// learns of it on the hot path with one load of its own slot's control (a
+// line it owns, written by nobody else unless evicted), after an acquire
+// fence, i.e. the read side of a seqlock whose "sequence" is the control:
+//   producer: gate reads control (acquire) ... release fence ... frame bytes
+//   consumer: frame bytes ... acquire fence ... control; unchanged = intact
+// poll() checks at its start, before each in-place delivery and after the
+// last one: a batch that ends Evicted delivered intact messages except
+// perhaps the last (its handler may have read bytes overwritten meanwhile).
 #pragma once
 
 #include <atomic>
@@ -92,6 +169,10 @@ static_assert(offsetof(FrameHeader, flags) == 14);
 static_assert(offsetof(FrameHeader, timestamp) == 16);
 inline constexpr std::uint32_t kMinFrameAlignment = 32;  // a PAD header always fits
 static_assert(kMinFrameAlignment >= sizeof(FrameHeader));
+// The low position bits flipped in the skip and pending commit words.
+inline constexpr std::uint64_t kSkipBit = 2;
+inline constexpr std::uint64_t kPendingBit = 4;
+static_assert(kMinFrameAlignment > kPendingBit && kMinFrameAlignment > kSkipBit);
 
 struct RingConfig {
   std::uint64_t segment_bytes;
@@ -112,7 +193,9 @@ static_assert(sizeof(RingConfig) == 64);
 // Slot states; a slot's control word is state | generation << 8, so a
 // compare-and-swap on it cannot confuse a slot's old owner with its new one.
 // Joining: taken, being filled in (or being reaped); invisible to gating.
-enum class SlotState : std::uint8_t { Free = 0, Joining = 1, Active = 2 };
+// Evicted: a cursor slot that shmbusd took from a slow consumer; invisible to
+// gating, not free until its owner leaves it or dies.
+enum class SlotState : std::uint8_t { Free = 0, Joining = 1, Active = 2, Evicted = 3 };
 inline constexpr SlotState state_of(std::uint64_t control) {
   return static_cast<SlotState>(control & 0xff);
 }
@@ -133,7 +216,7 @@ inline constexpr std::uint64_t generation_of(std::uint64_t control) {
 //   claim_position, claim_bytes   (a reaper, after the owner died) the exact
 //                 claim, stored after the fetch_add; claim_bytes 0 = none.
 // A producer that dies between its fetch_add and the exact record leaves a
-// hole no reaper knows of; the daemon's unblocker finds it by scanning.
+// hole no reaper knows of (see "The hole before pending" above).
 struct alignas(kFalseSharingRange) ProducerSlot {
   std::uint64_t control;  // Free -> Joining -> Active by CAS; back to Free by CAS
   std::uint32_t pid;
@@ -149,15 +232,24 @@ static_assert(offsetof(ProducerSlot, claim_bytes) == 32);
 static_assert(offsetof(ProducerSlot, claim_floor) == 40);
 inline constexpr std::uint64_t kNoClaimFloor = 0;
 
+// The topic's supervision timeouts (TopicOptions), in ms, 0 = never; written
+// at creation, read by shmbusd and `shmbus topic describe`.
+struct SupervisionConfig {
+  std::uint32_t hung_producer_timeout_ms;
+  std::uint32_t slow_consumer_timeout_ms;
+};
+
 struct alignas(kFalseSharingRange) RingHeader {
-  shm::FileHeader file;  // 0
-  RingConfig config;     // 64
-  std::uint8_t pad0[128];
+  shm::FileHeader file;           // 0
+  RingConfig config;              // 64
+  SupervisionConfig supervision;  // 128 (zero in files made before it: never)
+  std::uint8_t pad0[120];
   alignas(kFalseSharingRange) std::uint64_t tail;  // 256: next position to claim
   std::uint8_t pad1[120];
   // 384: ProducerSlot[max_producers]
 };
 static_assert(offsetof(RingHeader, config) == 64);
+static_assert(offsetof(RingHeader, supervision) == 128);
 static_assert(offsetof(RingHeader, tail) == 256);
 static_assert(sizeof(RingHeader) == 384);
 
@@ -170,7 +262,7 @@ static_assert(sizeof(CursorConfig) == 64);
 
 struct alignas(kFalseSharingRange) CursorSlot {
   std::uint64_t position;  // consumer: store release per batch; Ring::gate: load acquire
-  std::uint64_t control;   // SlotState | generation; CAS
+  std::uint64_t control;   // SlotState | generation; CAS (owner, reapers, shmbusd's eviction)
   std::uint32_t pid;
   std::uint32_t reserved0;
   std::uint64_t start_time;

@@ -73,6 +73,9 @@ struct Producer::Impl {
   void wait_for_room(std::uint64_t end) noexcept {
     log::Backoff backoff(options.wait);
     while (!has_room(end, end)) backoff.pause();
+    // The gate's loads before our frame's bytes: the eviction check of
+    // in-place readers relies on it (layout.hpp, "Slow consumer").
+    std::atomic_thread_fence(std::memory_order_release);
   }
 
   // Claims `n` bytes (a multiple of the alignment) that do not cross a
@@ -209,6 +212,7 @@ struct Producer::Impl {
         at += 4 + kl + vl;
       }
     }
+    ring.hand_out(f, p);  // the header's last store: revocable from here (layout.hpp)
     out.payload = {at, payload};
     out.position = p;
     open_claim = p;
@@ -217,16 +221,16 @@ struct Producer::Impl {
 
   Status finish(Claim& c, bool keep) noexcept {
     if (open_claim == kNoClaim || c.position != open_claim) return Status::Invalid;
-    FrameHeader* f = ring.frame_at(c.position);
-    if (!keep) {  // abort: the frame becomes padding of the same size
-      f->type = FrameType::Pad;
-      f->flags = 0;
-    }
-    ring.publish(f, c.position);
+    // Abort skips the frame by its length; no header word is written after hand_out.
+    const bool settled =
+        ring.settle(ring.frame_at(c.position), c.position,
+                    keep ? ring.commit_word(c.position) : ring.skip_word(c.position));
+    // A revoked claim is ended too: the supervisor wrote its skip word and
+    // nothing else, so nobody writes into [position, ..) once our floor goes.
     end_claim();
     open_claim = kNoClaim;
     c = Claim{};
-    return Status::Ok;
+    return settled ? Status::Ok : Status::Revoked;
   }
 
   static std::int64_t now_ns() noexcept {

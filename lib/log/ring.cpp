@@ -40,6 +40,8 @@ Outcome check_options(const TopicOptions& o) {
   if (o.max_consumers < 1 || o.max_consumers > 1024)
     return bad("max_consumers = " + std::to_string(o.max_consumers) + ": must be 1..1024");
   if (o.policy != Policy::Block && o.policy != Policy::Overwrite) return bad("unknown policy");
+  if (o.slow_consumer_timeout_ms != 0 && o.policy != Policy::Block)
+    return bad("slow_consumer_timeout_ms is only for the block policy");
   return Done{};
 }
 
@@ -109,6 +111,8 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
             .exclusive = static_cast<std::uint8_t>(o.exclusive_producer ? 1 : 0),
             .reserved = {},
         };
+        h->supervision = SupervisionConfig{.hung_producer_timeout_ms = o.hung_producer_timeout_ms,
+                                           .slow_consumer_timeout_ms = o.slow_consumer_timeout_ms};
       });
   if (!ring) return ring.error();
   const std::uint64_t cursor_bytes =
@@ -216,6 +220,37 @@ void Ring::write_pad(std::uint64_t p, std::uint64_t bytes) const noexcept {
   publish(f, p);
 }
 
+bool Ring::revoke(std::uint64_t p) const noexcept {
+  std::uint64_t pending = pending_word(p);
+  // SYNC POINT: acquires the header through the producer's release of
+  // pending (hand_out) and releases it to consumers that load skip(p).
+  if (!atomic(frame_at(p)->commit)
+           .compare_exchange_strong(pending, skip_word(p), std::memory_order_seq_cst))
+    return false;
+  // Seq_cst CAS, then seq_cst load: the Dekker pairing with sleeping consumers (settle).
+  if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+  return true;
+}
+
+bool Ring::revoke_claim(ProducerSlot& s) const noexcept {
+  // Acquire: pairs with the producer's release of claim_bytes (record_claim).
+  const std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
+  const std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
+  // A stale or torn pair only makes the CAS fail: pending(q) names one frame.
+  // An unaligned q could name another frame's ready word, so refuse it.
+  if (bytes == 0 || p % alignment_ != 0) return false;
+  if (revoke(p)) return true;
+  const std::uint64_t next = p + segment_left(p);
+  return next - p < bytes && revoke(next);
+}
+
+bool Ring::evict(CursorSlot& s, std::uint64_t active) const noexcept {
+  if (state_of(active) != SlotState::Active) return false;
+  // Seq_cst: a producer's gate that runs after this sees the slot not ACTIVE.
+  return atomic(s.control).compare_exchange_strong(
+      active, make_control(SlotState::Evicted, generation_of(active)), std::memory_order_seq_cst);
+}
+
 std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
                          bool cursors) const noexcept {
   // Pairs with the seq_cst store of ACTIVE + load of tail in Consumer::open,
@@ -240,10 +275,11 @@ std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
 }
 
 namespace {
-// A slot is reapable when it is taken (Active, or Joining: being filled in or
-// being reaped by someone who may have died too) and its owner is dead.
+// A slot is reapable when it is taken (Active, Evicted, or Joining: being
+// filled in or being reaped by someone who may have died too) and its owner is dead.
 bool owner_dead(SlotState state, std::uint32_t& pid, std::uint64_t& start) {
-  if (state != SlotState::Active && state != SlotState::Joining) return false;
+  if (state != SlotState::Active && state != SlotState::Joining && state != SlotState::Evicted)
+    return false;
   return !shm::alive(
       {atomic(pid).load(std::memory_order_relaxed), atomic(start).load(std::memory_order_relaxed)});
 }
@@ -295,7 +331,10 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     }
     while (sane && p < end) {
       FrameHeader* f = frame_at(p);
-      if (atomic(f->commit).load(std::memory_order_acquire) == commit_word(p)) {
+      // A frame it handed out (header written) is revoked, like a hung one's.
+      const std::uint64_t word =
+          revoke(p) ? skip_word(p) : atomic(f->commit).load(std::memory_order_acquire);
+      if (word == commit_word(p) || word == skip_word(p)) {
         std::uint64_t n = frame_bytes(f->length);
         if (n > segment_left(p)) break;  // corrupt: leave the rest to the consumer's checks
         p += n;

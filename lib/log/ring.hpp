@@ -65,6 +65,8 @@ class Ring {
     return segment_bytes_ - (p & (segment_bytes_ - 1));
   }
   std::uint64_t commit_word(std::uint64_t p) const noexcept { return p ^ salt_; }
+  std::uint64_t skip_word(std::uint64_t p) const noexcept { return (p ^ kSkipBit) ^ salt_; }
+  std::uint64_t pending_word(std::uint64_t p) const noexcept { return (p ^ kPendingBit) ^ salt_; }
   FrameHeader* frame_at(std::uint64_t p) const noexcept {
     return reinterpret_cast<FrameHeader*>(data_ + (p & (capacity_ - 1)));
   }
@@ -87,6 +89,8 @@ class Ring {
     return reinterpret_cast<CursorSlot*>(cursors_.data() + sizeof(CursorHeader))[i];
   }
   const std::string& name() const noexcept { return name_; }
+  // Read from shared memory on each call: for tools and the daemon, not the hot path.
+  SupervisionConfig supervision() const noexcept { return ring_header()->supervision; }
 
   // --- protocol steps shared by producers and consumers ---
 
@@ -102,6 +106,39 @@ class Ring {
     if (atomic(cursor_header()->waiters).load(std::memory_order_relaxed) != 0) wake();
   }
   void wake() const noexcept;
+
+  // Producer step 3, last store: the frame at p (header, key, properties
+  // written) is handed out; from now on it may be revoked.
+  void hand_out(FrameHeader* frame, std::uint64_t p) const noexcept {
+    atomic(frame->commit)
+        .store(pending_word(p), std::memory_order_release);  // SYNC POINT: revoke()'s CAS
+  }
+  // Producer steps 4 and 5 for a handed-out frame: CAS its commit word from
+  // pending to `word` (ready, or skip for an abort), then wake sleeping
+  // consumers. False when a supervisor revoked the frame first: nothing was
+  // written then. The seq_cst CAS and the seq_cst load of waiters are the
+  // producer's half of the Dekker pairing with Consumer sleep_until_commit.
+  bool settle(FrameHeader* frame, std::uint64_t p, std::uint64_t word) const noexcept {
+    auto commit = atomic(frame->commit);
+    std::uint64_t seen = commit.load(std::memory_order_relaxed);
+    if (seen == skip_word(p) ||
+        !commit.compare_exchange_strong(
+            seen, word, std::memory_order_seq_cst,
+            std::memory_order_relaxed))  // SYNC POINT: consumer's acquire load of commit
+      return false;
+    if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+    return true;
+  }
+  // Supervisor: turns the pending frame at p into a skipped one (pending ->
+  // skip by CAS; layout.hpp, "Hung producer"). False when p holds no pending
+  // frame (committed, aborted, revoked, or never handed out).
+  bool revoke(std::uint64_t p) const noexcept;
+  // Supervisor: revokes the handed-out frame of the open claim of producer
+  // slot `s`, which lies at the claim's start or at the next segment start.
+  bool revoke_claim(ProducerSlot& s) const noexcept;
+  // Supervisor: evicts the cursor slot `s` whose control word was `active`
+  // (ACTIVE -> EVICTED by CAS). False when it changed meanwhile.
+  bool evict(CursorSlot& s, std::uint64_t active) const noexcept;
 
   // Writes and publishes a PAD frame over [p, p + bytes), which lies in one segment.
   void write_pad(std::uint64_t p, std::uint64_t bytes) const noexcept;

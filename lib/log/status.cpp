@@ -22,6 +22,8 @@ const char* to_string(Status s) noexcept {
       return "timeout";
     case Status::Invalid:
       return "invalid";
+    case Status::Revoked:
+      return "revoked";
   }
   return "unknown";
 }

@@ -115,6 +115,8 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
       info.options.max_producers = r.max_producers();
       info.options.max_consumers = r.max_consumers();
       info.options.exclusive_producer = r.exclusive();
+      info.options.hung_producer_timeout_ms = r.supervision().hung_producer_timeout_ms;
+      info.options.slow_consumer_timeout_ms = r.supervision().slow_consumer_timeout_ms;
     }
     PartitionInfo part;
     part.tail = r.tail().load(std::memory_order_acquire);

@@ -177,7 +177,8 @@ def test_partition_out_of_range_is_a_usage_error(env):
 def test_create_describe_list(env):
     text = out(env, "topic", "create", "orders", "--partitions", "2", "--segment-bytes", "64KiB",
                "--segments", "8", "--policy", "overwrite", "--alignment", "128",
-               "--max-producers", "4", "--max-consumers", "8", "--exclusive", "--mode", "0600")
+               "--max-producers", "4", "--max-consumers", "8", "--exclusive", "--mode", "0600",
+               "--hung-producer-timeout", "250")
     assert text.startswith("created topic orders")
     run(env, "topic", "create", "prices")  # all defaults
 
@@ -194,6 +195,7 @@ def test_create_describe_list(env):
     assert d["max_consumers"] == 8
     assert d["exclusive_producer"] is True
     assert d["mode"] == "0600"
+    assert (d["hung_producer_timeout_ms"], d["slow_consumer_timeout_ms"]) == (250, 0)
     assert [p["partition"] for p in d["partition_state"]] == [0, 1]
     for p in d["partition_state"]:
         assert p["tail"] == 0 and p["producers"] == [] and p["consumers"] == []
@@ -205,11 +207,17 @@ def test_create_describe_list(env):
     assert (d["partitions"], d["policy"], d["segment_bytes"], d["segment_count"]) == \
         (1, "block", 1 << 20, 4)
     assert (d["frame_alignment"], d["exclusive_producer"], d["mode"]) == (64, False, "0640")
+    assert (d["hung_producer_timeout_ms"], d["slow_consumer_timeout_ms"]) == (1000, 0)
 
     text = out(env, "topic", "describe", "orders")
     assert "policy         overwrite" in text
     assert "8 x 64.0 KiB = 512.0 KiB per partition (524288 bytes)" in text
     assert "partition 1    tail 0" in text
+    assert "supervision    hung producer 250 ms, slow consumer never" in text
+    # Eviction is for block topics only.
+    bad = run(env, "topic", "create", "o2", "--policy", "overwrite", "--slow-consumer-timeout",
+              "100", expect=1)
+    assert b"slow_consumer_timeout_ms" in bad.stderr
 
     lines = out(env, "topic", "list").splitlines()
     assert lines[0].split() == ["TOPIC", "PARTITIONS", "POLICY", "CAPACITY/PART", "PRODUCERS",

@@ -270,6 +270,7 @@ TEST_F(Daemon, ConfigCreatesTopics) {
                         "segments = 2\n"
                         "policy = \"overwrite\"\n"
                         "alignment = 128\n"
+                        "hung_producer_timeout_ms = 250\n"
                         "[topics.acl]\n"
                         "owner = \"root\"\n"
                         "group = 0\n"
@@ -283,6 +284,8 @@ TEST_F(Daemon, ConfigCreatesTopics) {
   EXPECT_EQ(r->message.options.partitions, 3u);
   EXPECT_EQ(r->message.options.policy, Policy::Overwrite);
   EXPECT_EQ(r->message.options.frame_alignment, 128u);
+  EXPECT_EQ(r->message.options.hung_producer_timeout_ms, 250u);
+  EXPECT_EQ(r->message.options.slow_consumer_timeout_ms, 0u) << "the default: never";
   EXPECT_EQ(r->message.acl.mode, 0600u);
   EXPECT_EQ(r->message.acl.consumer_users, std::vector<std::uint32_t>{65534});
 
@@ -371,6 +374,10 @@ TEST_F(Daemon, BadConfigIsRefusedWithFileLineAndKey) {
       {"[[topics]]\nname = \"x\"\n[topics.acl]\nowner = \"no-such-user-xyz\"\n",
        ":4:", "topics[0].acl.owner"},
       {"bus = \n", ":1:", "(syntax)"},
+      {"[[topics]]\nname = \"x\"\nhung_producer_timeout_ms = 5\n",
+       ":3:", "topics[0].hung_producer_timeout_ms"},
+      {"[[topics]]\nname = \"x\"\nslow_consumer_timeout_ms = -1\n",
+       ":3:", "topics[0].slow_consumer_timeout_ms"},
   };
   int i = 0;
   for (const auto& c : cases) {
@@ -1029,6 +1036,176 @@ TEST_F(Daemon, RestartedDaemonWatchesSlotHoldersItFindsInSharedMemory) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->message.stats.reaped_consumers, 1u);
   EXPECT_EQ(r->message.stats.clients, 1u) << "a watched holder is not a connected client";
+}
+
+// The median and the maximum of `v`, sorted in place, printed and recorded.
+void report_ms(const char* what, const char* property, std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  std::printf("%s (%zu runs): median %.2f ms, max %.2f ms\n", what, v.size(), v[v.size() / 2],
+              v.back());
+  ::testing::Test::RecordProperty(std::string(property) + "_median_ms",
+                                  std::to_string(v[v.size() / 2]));
+  ::testing::Test::RecordProperty(std::string(property) + "_max_ms", std::to_string(v.back()));
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// A producer stopped (SIGSTOP, alive) inside a claim: after the topic's
+// hung_producer_timeout the daemon revokes the claim and the consumer moves
+// on; continued (SIGCONT), the producer writes the rest of its payload into
+// the revoked frame, its commit returns Revoked, and it publishes again. The
+// consumer sees every message once, intact, and never the revoked one.
+// Measures the claim's timeout expiry -> the consumer receives the next message.
+TEST_F(Daemon, HungProducerClaimIsRevokedAfterTheTimeout) {
+  start();
+  Connection c = connect();
+  constexpr std::uint32_t kTimeoutMs = 100;
+  auto req = create_request("h");
+  req.options.hung_producer_timeout_ms = kTimeoutMs;
+  ASSERT_EQ(c.call(req)->message.type, MsgType::Ok);
+  auto producer = Producer::open(bus_, "h");
+  ASSERT_TRUE(producer) << producer.error().message;
+  auto consumer = Consumer::open(bus_, "h");
+  ASSERT_TRUE(consumer) << consumer.error().message;
+  std::vector<std::string> got;
+  auto handler = [&](const shmbus::Message& m) {
+    got.emplace_back(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
+  };
+  auto poll_until = [&](std::size_t n) {
+    const auto t0 = Clock::now();
+    while (got.size() < n && Clock::now() - t0 < 10s)
+      if (consumer->poll(handler, 16).count == 0) std::this_thread::yield();
+  };
+
+  constexpr int kRuns = 20;
+  std::vector<double> lag;
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string after = "after-" + std::to_string(i), late = "late-" + std::to_string(i);
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(ready[0]);
+      auto p = Producer::open("test", "h");
+      if (!p) ::_exit(3);
+      Claim claim;
+      if (p->claim(64, claim) != Status::Ok) ::_exit(4);
+      std::memset(claim.payload.data(), 'h', 32);
+      if (::write(ready[1], "1", 1) != 1) ::_exit(5);
+      ::raise(SIGSTOP);                                              // hung inside its claim
+      std::memset(claim.payload.data(), 'X', claim.payload.size());  // late stores
+      const Status s = p->commit(claim);
+      if (s != Status::Revoked) ::_exit(10 + static_cast<int>(s));
+      if (p->offer(std::as_bytes(std::span(late.data(), late.size()))) != Status::Ok) ::_exit(6);
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    char byte = 0;
+    ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "child failed";
+    const auto claimed = Clock::now();
+    ::close(ready[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, WUNTRACED), child);
+    ASSERT_TRUE(WIFSTOPPED(status));
+
+    ASSERT_EQ(producer->offer(std::as_bytes(std::span(after.data(), after.size()))), Status::Ok);
+    got.clear();
+    (void)consumer->poll(handler, 16);
+    ASSERT_TRUE(got.empty()) << "the consumer must wait at the open claim";
+    poll_until(1);
+    lag.push_back(ms_since(claimed) - kTimeoutMs);
+    ASSERT_EQ(got, std::vector<std::string>{after}) << "run " << i;
+    EXPECT_GT(lag.back(), -5.0) << "revoked long before the timeout";
+
+    ::kill(child, SIGCONT);
+    EXPECT_EQ(wait_exit(child), 0) << "10 + Status: its commit did not report Revoked";
+    poll_until(2);
+    EXPECT_EQ(got, (std::vector<std::string>{after, late})) << "run " << i;
+  }
+  report_ms("hung producer: timeout expiry -> consumer receives the next message", "revoke", lag);
+  Message s;
+  s.type = MsgType::Stats;
+  auto r = c.call(s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.stats.revoked_claims, static_cast<std::uint64_t>(kRuns));
+}
+
+// A consumer stopped (SIGSTOP) on a full `block` topic: after the topic's
+// slow_consumer_timeout the daemon evicts it and the producer moves on;
+// continued, the consumer's poll returns Evicted before handing anything
+// over, and after rejoin() it receives new messages. Measures the ring
+// filling up (first Full) + the timeout -> the producer's next Ok.
+TEST_F(Daemon, SlowConsumerIsEvictedAfterTheTimeout) {
+  start();
+  Connection c = connect();
+  constexpr std::uint32_t kTimeoutMs = 100;
+  auto req = create_request("s");
+  req.options.slow_consumer_timeout_ms = kTimeoutMs;
+  ASSERT_EQ(c.call(req)->message.type, MsgType::Ok);
+  auto producer = Producer::open(bus_, "s");
+  ASSERT_TRUE(producer) << producer.error().message;
+  const std::string m(40, 's');
+  const auto payload = std::as_bytes(std::span(m.data(), m.size()));
+
+  constexpr int kRuns = 20;
+  std::vector<double> lag;
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string fresh = "fresh-" + std::to_string(i);
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(ready[0]);
+      auto consumer = Consumer::open("test", "s");
+      if (!consumer) ::_exit(3);
+      if (::write(ready[1], "1", 1) != 1) ::_exit(4);
+      ::raise(SIGSTOP);  // too slow
+      int handed = 0;
+      auto count = [&](const shmbus::Message&) { ++handed; };
+      const PollResult r = consumer->poll(count, 64);
+      if (r.status != Status::Evicted || r.count != 0 || handed != 0) ::_exit(10);
+      if (!consumer->rejoin()) ::_exit(11);
+      if (::write(ready[1], "2", 1) != 1) ::_exit(12);
+      std::string got;
+      const PollResult n = consumer->poll_wait(
+          [&](const shmbus::Message& msg) {
+            got.assign(reinterpret_cast<const char*>(msg.payload.data()), msg.payload.size());
+          },
+          1, 10s);
+      ::_exit(n.status == Status::Ok && got == fresh ? 0 : 13);
+    }
+    ::close(ready[1]);
+    char byte = 0;
+    ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "child failed";
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, WUNTRACED), child);
+    ASSERT_TRUE(WIFSTOPPED(status));
+
+    Status st;
+    while ((st = producer->offer(payload)) == Status::Ok) {
+    }
+    ASSERT_EQ(st, Status::Full);
+    const auto full = Clock::now();
+    while ((st = producer->offer(payload)) == Status::Full && Clock::now() - full < 10s)
+      std::this_thread::yield();
+    ASSERT_EQ(st, Status::Ok) << "run " << i << ": the producer did not move on";
+    lag.push_back(ms_since(full) - kTimeoutMs);
+    EXPECT_GT(lag.back(), -5.0) << "evicted long before the timeout";
+
+    ::kill(child, SIGCONT);
+    ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the child did not rejoin";
+    ::close(ready[0]);
+    ASSERT_EQ(producer->offer(std::as_bytes(std::span(fresh.data(), fresh.size()))), Status::Ok);
+    EXPECT_EQ(wait_exit(child), 0) << "10: not Evicted, 11: rejoin failed, 13: no message";
+  }
+  report_ms("slow consumer: timeout expiry -> producer's next offer succeeds", "evict", lag);
+  Message s;
+  s.type = MsgType::Stats;
+  auto r = c.call(s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.stats.evicted_consumers, static_cast<std::uint64_t>(kRuns));
 }
 
 // The public API goes through the daemon when its socket exists: Producer

@@ -30,6 +30,8 @@ TopicRecord record(const std::string& name, std::uint32_t partitions) {
   r.options.segment_bytes = 8192;
   r.options.segment_count = 4;
   r.options.policy = Policy::Overwrite;
+  r.options.hung_producer_timeout_ms = 250;
+  r.options.slow_consumer_timeout_ms = 5000;
   r.numa_node = -1;
   r.acl.owner_uid = 1000;
   r.acl.group_gid = 100;
@@ -72,6 +74,8 @@ TEST_F(RegistryTest, DaemonWritesClientReads) {
   EXPECT_EQ(r.options.partitions, 3u);
   EXPECT_EQ(r.options.segment_bytes, 8192u);
   EXPECT_EQ(r.options.policy, Policy::Overwrite);
+  EXPECT_EQ(r.options.hung_producer_timeout_ms, 250u);
+  EXPECT_EQ(r.options.slow_consumer_timeout_ms, 5000u);
   EXPECT_EQ(r.acl.mode, 0640u);
   EXPECT_EQ(r.acl.consumer_users, (std::vector<std::uint32_t>{1001, 1002}));
   EXPECT_EQ(r.acl.producer_groups, std::vector<std::uint32_t>{7});

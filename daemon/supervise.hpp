@@ -1,0 +1,66 @@
+// daemon/supervise.hpp — shmbusd's supervision of live clients: it revokes
+// the claims of hung producers and evicts slow consumers from `block` topics
+// (the protocol and why it is safe: lib/log/layout.hpp, "Supervision").
+//
+// The conductor calls scan() for every topic from a periodic timer (a
+// timerfd in its epoll set). Shared memory carries no timestamps, so the
+// supervisor times what it sees: a producer slot whose claim record (control,
+// claim_position, claim_bytes, claim_floor) stays the same from one scan to
+// the next for the topic's hung_producer_timeout, or a cursor slot whose
+// (control, position) stays the same for slow_consumer_timeout while it holds
+// producers back, is acted on once. The timer runs at a 32nd of the
+// shortest timeout (1..100 ms), so an action comes at most one period plus a
+// scan after the timeout expires.
+//
+// Concurrency: used by the conductor thread only.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "log/ring.hpp"
+#include "shmbus/options.hpp"
+
+namespace shmbus::daemon {
+
+class Supervisor {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Actions {
+    std::uint32_t revoked = 0;  // claims revoked
+    std::uint32_t evicted = 0;  // cursors evicted
+  };
+
+  // Scans the producer and cursor slots of every partition of one topic.
+  Actions scan(const std::string& topic, const TopicOptions& options,
+               const std::vector<log::Ring>& rings, Clock::time_point now);
+  // Drops what was seen of a deleted topic.
+  void forget(const std::string& topic) { seen_.erase(topic); }
+  // The scan period for topics with these options: a 32nd of the
+  // shortest timeout, clamped to 1..100 ms; zero when no timeout is set.
+  static std::chrono::nanoseconds period(const std::vector<const TopicOptions*>& topics);
+
+ private:
+  using Key = std::array<std::uint64_t, 4>;
+  struct Seen {
+    bool watching = false;
+    bool acted = false;
+    Key key{};
+    Clock::time_point since{};
+  };
+  // True when `key` was seen unchanged since s.since; starts over otherwise.
+  static bool unchanged(Seen& s, bool watch, const Key& key, Clock::time_point now);
+  void scan_producers(const std::string& name, const log::Ring& ring, std::uint32_t partition,
+                      Clock::duration timeout, Seen* seen, Clock::time_point now, Actions& a);
+  void scan_cursors(const std::string& name, const log::Ring& ring, std::uint32_t partition,
+                    Clock::duration timeout, Seen* seen, Clock::time_point now, Actions& a);
+
+  // Per topic: for each partition, its producer slots, then its cursor slots.
+  std::map<std::string, std::vector<Seen>> seen_;
+};
+
+}  // namespace shmbus::daemon
