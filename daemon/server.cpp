@@ -336,7 +336,8 @@ void Server::accept_clients() {
   }
 }
 
-void Server::reap(const std::set<std::string>& topics) {
+std::uint32_t Server::reap(const std::set<std::string>& topics) {
+  std::uint32_t freed = 0;
   for (const auto& name : topics) {
     auto it = topics_.find(name);
     if (it == topics_.end()) continue;
@@ -347,20 +348,23 @@ void Server::reap(const std::set<std::string>& topics) {
     }
     stats_.reaped_producers += producers;
     stats_.reaped_consumers += consumers;
+    freed += producers + consumers;
     if (producers + consumers > 0)
       logf("info", "topic " + name + ": freed " + std::to_string(producers) +
                        " dead producer slot(s), " + std::to_string(consumers) +
                        " dead consumer slot(s)");
   }
+  return freed;
 }
 
 void Server::on_death(std::uint64_t id) {
   auto it = clients_.find(id);
   if (it == clients_.end()) return;
   Client& c = it->second;
-  reap(c.attached);
-  if (!c.attached.empty())
-    logf("info", "client pid " + std::to_string(c.pid) + " exited; its slots were reaped");
+  // A client that left its slots first (closed its producers and consumers)
+  // leaves nothing to free and nothing to log.
+  if (reap(c.attached) > 0)
+    logf("info", "client pid " + std::to_string(c.pid) + " died holding slots; they were freed");
   if (c.sock >= 0) ::close(c.sock);  // closing removes it from the epoll set
   if (c.pidfd >= 0) ::close(c.pidfd);
   clients_.erase(it);

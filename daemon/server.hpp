@@ -85,7 +85,8 @@ class Server {
   void serve(std::uint64_t id);
   void drop_socket(std::uint64_t id);
   void on_death(std::uint64_t id);
-  void reap(const std::set<std::string>& topics);
+  // Frees dead owners' slots on these topics; returns how many.
+  std::uint32_t reap(const std::set<std::string>& topics);
   bool send(Client& c, const control::Message& reply, const int* fds = nullptr, int nfds = 0);
   control::Message handle(Client& c, const control::Message& req, int fds[2], int& nfds);
   control::Message create_topic(const Client& c, const control::Message& req);
