@@ -247,15 +247,22 @@ struct Consumer::Impl {
     }
   }
 
+  std::uint32_t asleep_mark() const noexcept {
+    return log::asleep_mark(log::generation_of(slot_control));
+  }
+
   // The futex half of WaitStrategy::Futex; see Ring::publish for the pairing.
   void sleep_until_commit(std::chrono::steady_clock::time_point deadline) noexcept {
     log::CursorHeader* h = ring.cursor_header();
     atomic(h->waiters).fetch_add(1, std::memory_order_seq_cst);
+    // For a reaper, if we die asleep (layout.hpp, CursorSlot::asleep).
+    atomic(slot->asleep).store(asleep_mark(), std::memory_order_relaxed);
     const std::uint32_t seq = atomic(h->wake_seq).load(std::memory_order_seq_cst);
     auto left = deadline - std::chrono::steady_clock::now();
     if (!ready(position) && !(copying(position) && overrun(position)) && left.count() > 0)
       shm::futex_wait(&h->wake_seq, seq, left);
-    atomic(h->waiters).fetch_sub(1, std::memory_order_relaxed);
+    atomic(slot->asleep).store(0, std::memory_order_relaxed);
+    atomic(h->waiters).fetch_sub(1, std::memory_order_release);
   }
 
   Outcome seek(std::uint64_t q) {

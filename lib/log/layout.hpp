@@ -260,14 +260,27 @@ struct CursorConfig {
 };
 static_assert(sizeof(CursorConfig) == 64);
 
+// `asleep` says that the owner counts itself in CursorHeader::waiters: the
+// owner stores its generation (low 32 bits) after incrementing waiters and 0
+// before decrementing it. A reaper of a dead owner takes the count back with
+// a CAS from the dead owner's generation to 0, so that a consumer killed
+// asleep in poll_wait does not leave every producer calling futex_wake per
+// message forever; the generation keeps it from taking a later owner's count.
+// An owner that dies between the two steps leaves a count behind (extra
+// wake-ups, never a missed one).
 struct alignas(kFalseSharingRange) CursorSlot {
   std::uint64_t position;  // consumer: store release per batch; Ring::gate: load acquire
   std::uint64_t control;   // SlotState | generation; CAS (owner, reapers, shmbusd's eviction)
   std::uint32_t pid;
-  std::uint32_t reserved0;
+  std::uint32_t asleep;  // owner: store; reapers: CAS (above)
   std::uint64_t start_time;
 };
 static_assert(sizeof(CursorSlot) == 128);
+static_assert(offsetof(CursorSlot, asleep) == 20);
+// The `asleep` value of an owner of `generation`: never 0.
+inline constexpr std::uint32_t asleep_mark(std::uint64_t generation) {
+  return static_cast<std::uint32_t>(generation) | 0x80000000u;
+}
 
 struct alignas(kFalseSharingRange) CursorHeader {
   shm::FileHeader file;                               // 0

@@ -294,6 +294,11 @@ std::uint32_t Ring::reap_dead_consumers(std::uint64_t below) const noexcept {
         atomic(s.position).load(std::memory_order_acquire) >= below)
       continue;
     if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
+    // A dead owner that counted itself among the futex waiters is uncounted
+    // (layout.hpp, CursorSlot::asleep); the CAS takes back only its count.
+    std::uint32_t mark = asleep_mark(generation_of(c));
+    if (atomic(s.asleep).compare_exchange_strong(mark, 0, std::memory_order_acq_rel))
+      atomic(cursor_header()->waiters).fetch_sub(1, std::memory_order_release);
     // The CAS on the whole control word fails if the slot changed owner meanwhile.
     if (atomic(s.control).compare_exchange_strong(
             c, make_control(SlotState::Free, generation_of(c)), std::memory_order_acq_rel))

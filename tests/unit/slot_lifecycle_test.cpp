@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "log/ring.hpp"
 #include "test_bus.hpp"
 
 namespace shmbus {
@@ -125,6 +128,45 @@ TEST_F(SlotLifecycleTest, PollWaitWithTheLongestTimeoutWaits) {
   later.join();
   EXPECT_EQ(r.status, Status::Ok);
   EXPECT_EQ(r.count, 1u);
+}
+
+// A consumer killed (kill -9) while asleep in poll_wait leaves its count in
+// the futex waiters; the reaper takes it back, so producers stop calling
+// futex_wake, and leaves a live sleeper's count alone.
+TEST_F(SlotLifecycleTest, ConsumerKilledAsleepIsUncountedFromTheWaiters) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto ring = log::Ring::open(dir(), "t", 0, false, false);
+  ASSERT_TRUE(ring) << ring.error().message;
+  auto waiters = [&] {
+    return log::atomic(ring->cursor_header()->waiters).load(std::memory_order_acquire);
+  };
+  auto sleeper = [&]() -> pid_t {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ConsumerOptions co;
+      co.wait = WaitStrategy::Futex;
+      auto c = Consumer::open(bus, "t", co);
+      if (!c) ::_exit(2);
+      for (;;) (void)c->poll_wait([](const Message&) {}, 1, std::chrono::hours(1));
+    }
+    return pid;
+  };
+  const pid_t live = sleeper();
+  const pid_t doomed = sleeper();
+  const auto t0 = std::chrono::steady_clock::now();
+  while (waiters() != 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(waiters(), 2u) << "both consumers asleep in the futex";
+  ::kill(doomed, SIGKILL);
+  ASSERT_EQ(::waitpid(doomed, nullptr, 0), doomed);
+  EXPECT_EQ(ring->reap_dead_consumers(UINT64_MAX), 1u);
+  EXPECT_EQ(waiters(), 1u) << "the dead one's count is taken back, the live one's kept";
+  EXPECT_EQ(ring->reap_dead_consumers(UINT64_MAX), 0u);
+  EXPECT_EQ(waiters(), 1u);
+  ::kill(live, SIGKILL);
+  ASSERT_EQ(::waitpid(live, nullptr, 0), live);
+  EXPECT_EQ(ring->reap_dead_consumers(UINT64_MAX), 1u);
+  EXPECT_EQ(waiters(), 0u);
 }
 
 }  // namespace
