@@ -2,6 +2,7 @@
 #include "supervise.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "server.hpp"
 
@@ -24,7 +25,7 @@ bool Supervisor::unchanged(Seen& s, bool watch, const Key& key, Clock::time_poin
     return false;
   }
   if (!s.watching || s.key != key) {
-    s = Seen{true, false, key, now};
+    s = Seen{true, false, false, key, now};
     return false;
   }
   return true;
@@ -66,29 +67,40 @@ void Supervisor::scan_producers(const std::string& name, const log::Ring& ring,
                                 Clock::time_point now, Actions& a) {
   for (std::uint32_t j = 0; j < ring.max_producers(); ++j) {
     log::ProducerSlot& s = ring.producer_slot(j);
-    // Acquire loads: a snapshot to compare with the next scan's; revoke_claim
-    // reloads what it needs and lets its CAS decide.
+    // Acquire loads: a snapshot to compare with the next scan's.
     const std::uint64_t control = atomic(s.control).load(std::memory_order_acquire);
     const std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
     const std::uint64_t position = atomic(s.claim_position).load(std::memory_order_relaxed);
     const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_acquire);
     const bool open =
         log::state_of(control) == SlotState::Active && (bytes != 0 || floor != log::kNoClaimFloor);
+    // The timeout runs from the frame's hand-out: a producer that waited for
+    // room (back-pressure) before it is not hung, and is not revoked the
+    // moment it gets room.
+    constexpr std::uint64_t kNone = ~std::uint64_t{0};  // no frame handed out
+    const std::uint64_t frame = open ? ring.pending_frame(position, bytes).value_or(kNone) : kNone;
     Seen& seen_slot = seen[j];
-    if (!unchanged(seen_slot, open, {control, position, bytes, floor}, now) || seen_slot.acted ||
-        now - seen_slot.since < timeout)
+    if (!unchanged(seen_slot, open, {control, position, bytes, floor, frame}, now) ||
+        seen_slot.acted || now - seen_slot.since < timeout)
       continue;
-    seen_slot.acted = true;  // once per claim: it stays the same until the producer moves
     const std::string who = "topic " + name + "." + std::to_string(partition) + ": producer pid " +
                             std::to_string(atomic(s.pid).load(std::memory_order_relaxed));
-    if (bytes != 0 && ring.revoke_claim(s)) {
-      ++a.revoked;
-      logf("warning", who + " held its claim at " + std::to_string(position) + " open for over " +
-                          ms_text(timeout) +
-                          " (hung_producer_timeout_ms): revoked, consumers skip it; "
-                          "other producers stop a ring past it until it commits or dies");
+    if (frame != kNone) {
+      // The snapshot's frame: a record that changed since only makes the CAS fail.
+      seen_slot.acted = true;  // once per claim: it stays the same until the producer moves
+      if (ring.revoke(frame)) {
+        ++a.revoked;
+        logf("warning", who + " held its claim at " + std::to_string(frame) + " open for over " +
+                            ms_text(timeout) +
+                            " (hung_producer_timeout_ms): revoked, consumers skip it; "
+                            "other producers stop a ring past it until it commits or dies");
+      }
       continue;
     }
+    // Nothing handed out yet: waiting for room, or stopped before its frame
+    // was written. Said once; revoked later if it hands the frame out and hangs.
+    if (seen_slot.warned) continue;
+    seen_slot.warned = true;
     logf("warning", who + " has been inside claim() for over " + ms_text(timeout) +
                         " (waiting for room, or stopped before its frame was written): "
                         "nothing to revoke; other producers stop a ring past it until it "
@@ -107,10 +119,15 @@ void Supervisor::scan_cursors(const std::string& name, const log::Ring& ring,
     const std::uint64_t position = atomic(s.position).load(std::memory_order_acquire);
     // Holding producers back: less than a segment (the largest frame) of
     // room before this cursor, so a producer's claim may get Full.
-    const bool holding = log::state_of(control) == SlotState::Active &&
+    // A consumer waiting at a frame nobody has committed (a hung producer's)
+    // is not slow: evicting it would free nothing.
+    const std::uint64_t word =
+        atomic(ring.frame_at(position)->commit).load(std::memory_order_acquire);
+    const bool readable = word == ring.commit_word(position) || word == ring.skip_word(position);
+    const bool holding = log::state_of(control) == SlotState::Active && readable &&
                          position + ring.capacity() < tail + ring.segment_bytes();
     Seen& seen_slot = seen[k];
-    if (!unchanged(seen_slot, holding, {control, position, 0, 0}, now) || seen_slot.acted ||
+    if (!unchanged(seen_slot, holding, {control, position, 0, 0, 0}, now) || seen_slot.acted ||
         now - seen_slot.since < timeout)
       continue;
     seen_slot.acted = true;

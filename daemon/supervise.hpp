@@ -6,9 +6,10 @@
 // timerfd in its epoll set). Shared memory carries no timestamps, so the
 // supervisor times what it sees: a producer slot whose claim record (control,
 // claim_position, claim_bytes, claim_floor) stays the same from one scan to
-// the next for the topic's hung_producer_timeout, or a cursor slot whose
-// (control, position) stays the same for slow_consumer_timeout while it holds
-// producers back, is acted on once. The timer runs at a 32nd of the
+// the next for the topic's hung_producer_timeout counted from its frame's
+// hand-out (pending), or a cursor slot whose (control, position) stays the
+// same for slow_consumer_timeout while it holds producers back and could read
+// on, is acted on once. The timer runs at a 32nd of the
 // shortest timeout (1..100 ms), so an action comes at most one period plus a
 // scan after the timeout expires.
 //
@@ -45,10 +46,11 @@ class Supervisor {
   static std::chrono::nanoseconds period(const std::vector<const TopicOptions*>& topics);
 
  private:
-  using Key = std::array<std::uint64_t, 4>;
+  using Key = std::array<std::uint64_t, 5>;
   struct Seen {
     bool watching = false;
     bool acted = false;
+    bool warned = false;  // said that there is nothing to revoke
     Key key{};
     Clock::time_point since{};
   };

@@ -8,6 +8,7 @@
 // that, or where a lap overwrote the start, the count is scaled from the
 // bytes walked to all the bytes published.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,24 +53,37 @@ bool pid_alive(std::uint32_t pid) {
 constexpr std::uint64_t kMaxWalk = 100'000;  // frames per partition and refresh
 
 // stat's read-only mappings of the partitions it watches, kept between
-// refreshes; a partition whose tail went backwards was recreated: mapped again.
+// refreshes. A mapping whose file is no longer the one at its path (the topic
+// was deleted, or deleted and created again) is dropped: it would pin the old
+// file's memory and count the old file's frames.
 class Rings {
  public:
-  const log::Ring* get(const Context& ctx, const std::string& topic, std::uint32_t p,
-                       std::uint64_t tail) {
+  const log::Ring* get(const Context& ctx, const std::string& topic, std::uint32_t p) {
+    const std::string path = log::ring_path(bus_dir(ctx), topic, p);
+    struct stat now {};
+    const bool exists = ::stat(path.c_str(), &now) == 0;
     auto it = rings_.find({topic, p});
-    if (it != rings_.end() && it->second.tail().load(std::memory_order_acquire) < tail)
+    if (it != rings_.end() && (!exists || it->second.inode != now.st_ino))
       rings_.erase(it), it = rings_.end();
     if (it == rings_.end()) {
+      if (!exists) return nullptr;
       auto r = log::Ring::open(bus_dir(ctx), topic, p, false, false);
       if (!r) return nullptr;
-      it = rings_.emplace(std::pair{topic, p}, std::move(r).value()).first;
+      it = rings_.emplace(std::pair{topic, p}, Mapped{std::move(r).value(), now.st_ino}).first;
     }
-    return &it->second;
+    return &it->second.ring;
+  }
+  // Drops the mappings of topics not in `snapshot`.
+  void keep_only(const std::map<std::string, TopicInfo>& topics) {
+    std::erase_if(rings_, [&](const auto& e) { return topics.count(e.first.first) == 0; });
   }
 
  private:
-  std::map<std::pair<std::string, std::uint32_t>, log::Ring> rings_;
+  struct Mapped {
+    log::Ring ring;
+    ino_t inode;  // of the file when it was mapped (a race with a re-create only costs a refresh)
+  };
+  std::map<std::pair<std::string, std::uint32_t>, Mapped> rings_;
 };
 
 // Messages published per second between two tails of one partition.
@@ -106,7 +120,7 @@ std::vector<Row> rows(const Context& ctx, Rings& rings, const Snapshot& before,
           part.tail >= old->second.partitions[p].tail) {  // a smaller tail: recreated meanwhile
         const std::uint64_t was = old->second.partitions[p].tail;
         r.bytes_per_s = double(part.tail - was) / dt;
-        if (const log::Ring* ring = rings.get(ctx, name, p, part.tail))
+        if (const log::Ring* ring = rings.get(ctx, name, p))
           r.msgs_per_s = msgs_per_s(*ring, was, part.tail, dt);
       }
       if (!part.consumer_positions.empty()) {
@@ -221,6 +235,7 @@ void run_stat(const Context& ctx, const StatOptions& o) {
   while (!stop_requested()) {
     Snapshot now = take(ctx, o.topics);
     const std::vector<Row> rs = rows(ctx, rings, before, now);
+    rings.keep_only(now.topics);
     std::string out = o.json ? render_json(ctx, now, rs) : render_text(ctx, now, rs, o.interval);
     if (tty)
       out = "\x1b[H\x1b[2J" + out;  // home, clear: redraw in place

@@ -8,14 +8,17 @@ FrameCount count_frames(const Ring& ring, std::uint64_t from, std::uint64_t to,
   std::uint64_t p = from;
   for (std::uint64_t k = 0; k < max_frames && p < to && p % ring.alignment() == 0; ++k) {
     FrameHeader* f = ring.frame_at(p);
-    // Acquire: the header's fields were written before the commit word.
-    if (atomic(f->commit).load(std::memory_order_acquire) != ring.commit_word(p)) break;
+    // Acquire: the header's fields were written before the commit word. A
+    // skipped frame (aborted, revoked) is walked over: its length is stable.
+    const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
+    const bool skipped = word == ring.skip_word(p);
+    if (word != ring.commit_word(p) && !skipped) break;
     const std::uint32_t length = atomic(f->length).load(std::memory_order_relaxed);
     const FrameType type = atomic(f->type).load(std::memory_order_relaxed);
     if (length > ring.segment_left(p) - sizeof(FrameHeader)) break;
     const std::uint64_t next = p + ring.frame_bytes(length);
     if (next > to) break;
-    if (type == FrameType::Data) ++n.messages;
+    if (type == FrameType::Data && !skipped) ++n.messages;
     n.bytes = next - from;
     p = next;
   }

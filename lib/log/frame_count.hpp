@@ -3,8 +3,9 @@
 // are walked in the reader's own mapping, header by header, from a frame
 // boundary. Nothing on the hot path counts anything.
 //
-// The walk trusts nothing: a frame counts only while its commit word says it
-// is the committed frame of that position (layout.hpp), its length keeps it
+// The walk trusts nothing: it goes on only while the commit word says the
+// frame at that position is committed or skipped (layout.hpp; a skipped
+// frame is walked over, not counted), its length keeps it
 // inside its segment, and the walk stays inside [from, to); it stops at the
 // first frame that fails (not yet committed, or overwritten by a newer lap
 // while we walked). Every read lies inside the mapping.

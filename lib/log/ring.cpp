@@ -232,16 +232,23 @@ bool Ring::revoke(std::uint64_t p) const noexcept {
   return true;
 }
 
-bool Ring::revoke_claim(ProducerSlot& s) const noexcept {
-  // Acquire: pairs with the producer's release of claim_bytes (record_claim).
-  const std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
-  const std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
-  // A stale or torn pair only makes the CAS fail: pending(q) names one frame.
-  // An unaligned q could name another frame's ready word, so refuse it.
-  if (bytes == 0 || p % alignment_ != 0) return false;
-  if (revoke(p)) return true;
+std::optional<std::uint64_t> Ring::pending_frame(std::uint64_t p,
+                                                 std::uint64_t bytes) const noexcept {
+  // An unaligned p could name another frame's ready word, so refuse it.
+  if (bytes == 0 || p % alignment_ != 0) return std::nullopt;
+  const auto pending_at = [&](std::uint64_t q) {
+    return atomic(frame_at(q)->commit).load(std::memory_order_acquire) == pending_word(q);
+  };
+  if (pending_at(p)) return p;
   const std::uint64_t next = p + segment_left(p);
-  return next - p < bytes && revoke(next);
+  if (next - p < bytes && pending_at(next)) return next;
+  return std::nullopt;
+}
+
+bool Ring::revoke_claim(std::uint64_t p, std::uint64_t bytes) const noexcept {
+  // A stale record only makes the CAS fail: pending(q) names one frame.
+  const std::optional<std::uint64_t> frame = pending_frame(p, bytes);
+  return frame && revoke(*frame);
 }
 
 bool Ring::evict(CursorSlot& s, std::uint64_t active) const noexcept {
@@ -334,6 +341,9 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
                               std::memory_order_release);
       continue;
     }
+    // The gate's loads before the pad's stores, as in a producer (layout.hpp,
+    // "Slow consumer": an evicted in-place reader's check relies on it).
+    std::atomic_thread_fence(std::memory_order_release);
     while (sane && p < end) {
       FrameHeader* f = frame_at(p);
       // A frame it handed out (header written) is revoked, like a hung one's.

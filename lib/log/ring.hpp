@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -119,12 +120,12 @@ class Ring {
   // written then. The seq_cst CAS and the seq_cst load of waiters are the
   // producer's half of the Dekker pairing with Consumer sleep_until_commit.
   bool settle(FrameHeader* frame, std::uint64_t p, std::uint64_t word) const noexcept {
-    auto commit = atomic(frame->commit);
-    std::uint64_t seen = commit.load(std::memory_order_relaxed);
-    if (seen == skip_word(p) ||
-        !commit.compare_exchange_strong(
-            seen, word, std::memory_order_seq_cst,
-            std::memory_order_relaxed))  // SYNC POINT: consumer's acquire load of commit
+    // Only from pending(p): whatever else is there (skip: revoked) is not ours.
+    std::uint64_t pending = pending_word(p);
+    if (!atomic(frame->commit)
+             .compare_exchange_strong(
+                 pending, word, std::memory_order_seq_cst,
+                 std::memory_order_relaxed))  // SYNC POINT: consumer's acquire load of commit
       return false;
     if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
     return true;
@@ -133,9 +134,12 @@ class Ring {
   // skip by CAS; layout.hpp, "Hung producer"). False when p holds no pending
   // frame (committed, aborted, revoked, or never handed out).
   bool revoke(std::uint64_t p) const noexcept;
-  // Supervisor: revokes the handed-out frame of the open claim of producer
-  // slot `s`, which lies at the claim's start or at the next segment start.
-  bool revoke_claim(ProducerSlot& s) const noexcept;
+  // The handed-out (pending) frame of the claim [p, p + bytes): at p, or at
+  // the next segment start when the claim begins with padding; nullopt when
+  // neither is pending (not handed out yet, committed, aborted or revoked).
+  std::optional<std::uint64_t> pending_frame(std::uint64_t p, std::uint64_t bytes) const noexcept;
+  // Supervisor: revokes the pending frame of the claim [p, p + bytes).
+  bool revoke_claim(std::uint64_t p, std::uint64_t bytes) const noexcept;
   // Supervisor: evicts the cursor slot `s` whose control word was `active`
   // (ACTIVE -> EVICTED by CAS). False when it changed meanwhile.
   bool evict(CursorSlot& s, std::uint64_t active) const noexcept;

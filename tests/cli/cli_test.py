@@ -528,13 +528,26 @@ def test_stat_counts_messages_published_during_the_interval(env):
     one size (100 B payload -> 128 B frame) it is exactly bytes/s / 128."""
     run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "64",
         "--policy", "overwrite")
+    # One publisher for the whole test, fed a line at a time (starting a tool
+    # per message can take longer than the interval under sanitizers).
+    publisher = subprocess.Popen([TOOL, "publish", "t"], env=env, stdin=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+
+    def publish():
+        publisher.stdin.write(b"m" * 100 + b"\n")
+        publisher.stdin.flush()
+
+    publish()
+    wait_for("the publisher", lambda: describe(env, "t")["partition_state"][0]["tail"] > 0)
     stat = subprocess.Popen([TOOL, "stat", "t", "--once", "--json", "-i", "1s"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    published = 0
+    published = 1
     while stat.poll() is None:
-        run(env, "publish", "t", "m" * 100)
+        publish()
         published += 1
         time.sleep(0.02)
+    publisher.stdin.close()
+    assert publisher.wait(timeout=TIMEOUT) == 0, publisher.stderr.read()
     stdout, stderr = stat.communicate(timeout=TIMEOUT)
     assert stat.returncode == 0, stderr
     [part] = json.loads(stdout)["partitions"]

@@ -63,6 +63,17 @@ TEST_F(FrameCountTest, StopsAtAnUncommittedFrame) {
   EXPECT_EQ(log::count_frames(*ring_, 0, end, 1000).messages, 6u);
 }
 
+TEST_F(FrameCountTest, WalksOverAbortedFramesWithoutCountingThem) {
+  Claim aborted;
+  ASSERT_EQ(producer_->offer(bytes("a")), Status::Ok);
+  ASSERT_EQ(producer_->claim(8, aborted), Status::Ok);
+  ASSERT_EQ(producer_->abort(aborted), Status::Ok);
+  ASSERT_EQ(producer_->offer(bytes("b")), Status::Ok);
+  const log::FrameCount c = log::count_frames(*ring_, 0, tail(), 1000);
+  EXPECT_EQ(c.messages, 2u);
+  EXPECT_EQ(c.bytes, tail());
+}
+
 TEST_F(FrameCountTest, StopsAtADamagedLengthOrAMisalignedStart) {
   for (int i = 0; i < 5; ++i) ASSERT_EQ(producer_->offer(bytes("m")), Status::Ok);
   ring_->frame_at(128)->length = 1u << 30;  // would leave the segment

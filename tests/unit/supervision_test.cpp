@@ -20,6 +20,11 @@
 namespace shmbus {
 namespace {
 
+// The daemon's revocation of the open claim recorded in producer slot `s`.
+bool revoke_claim(const log::Ring& ring, log::ProducerSlot& s) {
+  return ring.revoke_claim(log::atomic(s.claim_position).load(), log::atomic(s.claim_bytes).load());
+}
+
 using log::atomic;
 using log::SlotState;
 using testing::bytes;
@@ -91,8 +96,8 @@ TEST_F(SupervisionTest, HungClaimIsRevokedAndItsLateCommitReportsIt) {
     EXPECT_EQ(drain(*c), std::vector<std::string>{"first"});
     EXPECT_EQ(c->position(), claim.position) << "the consumer waits at the open claim";
 
-    ASSERT_TRUE(ring->revoke_claim(ring->producer_slot(0)));
-    EXPECT_FALSE(ring->revoke_claim(ring->producer_slot(0))) << "revokes once";
+    ASSERT_TRUE(revoke_claim(*ring, ring->producer_slot(0)));
+    EXPECT_FALSE(revoke_claim(*ring, ring->producer_slot(0))) << "revokes once";
     EXPECT_EQ(atomic(ring->frame_at(claim.position)->commit).load(),
               ring->skip_word(claim.position));
     EXPECT_EQ(drain(*c), std::vector<std::string>{"second"});
@@ -132,13 +137,13 @@ TEST_F(SupervisionTest, RevocationAndCommitExcludeEachOther) {
   ASSERT_EQ(p->claim(5, a), Status::Ok);
   std::memcpy(a.payload.data(), "kept!", 5);
   ASSERT_EQ(p->commit(a), Status::Ok);
-  EXPECT_FALSE(ring->revoke_claim(ring->producer_slot(0))) << "no claim is open";
+  EXPECT_FALSE(revoke_claim(*ring, ring->producer_slot(0))) << "no claim is open";
   EXPECT_FALSE(ring->revoke(0)) << "a committed frame stays committed";
   EXPECT_EQ(drain(*c), std::vector<std::string>{"kept!"});
 
   Claim b;
   ASSERT_EQ(p->claim(5, b), Status::Ok);
-  ASSERT_TRUE(ring->revoke_claim(ring->producer_slot(0)));
+  ASSERT_TRUE(revoke_claim(*ring, ring->producer_slot(0)));
   EXPECT_EQ(p->abort(b), Status::Revoked);
   Claim d;
   ASSERT_EQ(p->claim(5, d), Status::Ok);
@@ -161,7 +166,7 @@ TEST_F(SupervisionTest, RevokedClaimKeepsItsFloorUntilTheProducerReturns) {
   ASSERT_TRUE(c && hung && other);
   Claim claim;
   ASSERT_EQ(hung->claim(40, claim), Status::Ok);  // one 64-byte frame at 0
-  ASSERT_TRUE(ring->revoke_claim(ring->producer_slot(0)));
+  ASSERT_TRUE(revoke_claim(*ring, ring->producer_slot(0)));
   const std::string m(40, 'o');
   std::uint64_t sent = 0, got = 0;
   Status st;
@@ -221,7 +226,7 @@ TEST_F(SupervisionTest, RevocationRacesCommit) {
     log::ProducerSlot& slot = ring->producer_slot(0);
     std::uint64_t n = 0;
     while (!done.load(std::memory_order_relaxed))
-      if (ring->revoke_claim(slot) || ++n % 64 == 0) std::this_thread::yield();
+      if (revoke_claim(*ring, slot) || ++n % 64 == 0) std::this_thread::yield();
   });
   std::vector<std::uint64_t> received;
   std::string bad;

@@ -1,0 +1,108 @@
+// The daemon's Supervisor (daemon/supervise.hpp) on a fake clock, against
+// slots set by hand: when a claim or a cursor counts as hung or slow.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "log/layout.hpp"
+#include "log/ring.hpp"
+#include "shm/file.hpp"
+#include "shm/process.hpp"
+#include "supervise.hpp"
+#include "unit/test_bus.hpp"
+
+namespace shmbus::daemon {
+namespace {
+
+using log::atomic;
+using log::SlotState;
+using namespace std::chrono_literals;
+
+class SupervisorTest : public shmbus::testing::TestBus {
+ protected:
+  void SetUp() override {
+    TestBus::SetUp();
+    options_.segment_bytes = 4096;
+    options_.segment_count = 4;
+    options_.policy = Policy::Block;
+    options_.hung_producer_timeout_ms = 100;
+    options_.slow_consumer_timeout_ms = 100;
+    ASSERT_TRUE(Topic::create(bus, "t", options_));
+    auto r = log::Ring::open(shm::bus_directory(bus), "t", 0, /*writable_log=*/true, false);
+    ASSERT_TRUE(r) << r.error().message;
+    rings_.push_back(std::move(r).value());
+  }
+  log::Ring& ring() { return rings_[0]; }
+  Supervisor::Actions scan(Supervisor::Clock::duration at) {
+    return supervisor_.scan("t", options_, rings_, t0_ + at);
+  }
+  // A live producer (this process) with an open claim of 64 bytes at 0.
+  void open_claim() {
+    log::ProducerSlot& s = ring().producer_slot(0);
+    const shm::ProcessId me = shm::self();
+    s.pid = me.pid;
+    s.start_time = me.start_time;
+    s.claim_position = 0;
+    s.claim_bytes = 64;
+    s.claim_floor = 0 | 1;
+    atomic(s.control).store(log::make_control(SlotState::Active, 1));
+  }
+  // A live consumer (this process) whose cursor is at 0, a ring behind the tail.
+  void stuck_cursor() {
+    log::CursorSlot& s = ring().cursor_slot(0);
+    const shm::ProcessId me = shm::self();
+    s.pid = me.pid;
+    s.start_time = me.start_time;
+    s.position = 0;
+    atomic(s.control).store(log::make_control(SlotState::Active, 1));
+    ring().tail().store(ring().capacity());
+  }
+
+  TopicOptions options_;
+  std::vector<log::Ring> rings_;
+  Supervisor supervisor_;
+  Supervisor::Clock::time_point t0_ = Supervisor::Clock::now();
+};
+
+// A producer inside claim() that has not handed its frame out (it waited for
+// room) is not revoked; once it hands the frame out, the timeout starts
+// again, and a frame still pending when it expires is revoked, once.
+TEST_F(SupervisorTest, ClaimTimeoutRunsFromTheFramesHandOut) {
+  open_claim();
+  EXPECT_EQ(scan(0ms).revoked, 0u);
+  EXPECT_EQ(scan(250ms).revoked, 0u) << "nothing handed out: nothing to revoke";
+  ring().hand_out(ring().frame_at(0), 0);
+  EXPECT_EQ(scan(251ms).revoked, 0u) << "just handed out: not hung";
+  EXPECT_EQ(scan(300ms).revoked, 0u);
+  EXPECT_EQ(scan(352ms).revoked, 1u);
+  EXPECT_EQ(atomic(ring().frame_at(0)->commit).load(), ring().skip_word(0));
+  EXPECT_EQ(scan(500ms).revoked, 0u) << "once";
+}
+
+// A claim handed out and committed before the timeout is left alone.
+TEST_F(SupervisorTest, ClaimCommittedInTimeIsLeftAlone) {
+  open_claim();
+  ring().hand_out(ring().frame_at(0), 0);
+  EXPECT_EQ(scan(0ms).revoked, 0u);
+  ASSERT_TRUE(ring().settle(ring().frame_at(0), 0, ring().commit_word(0)));
+  EXPECT_EQ(scan(150ms).revoked, 0u);
+  EXPECT_EQ(atomic(ring().frame_at(0)->commit).load(), ring().commit_word(0));
+}
+
+// A consumer that waits at a frame nobody committed (a hung producer's) is
+// not slow; once the frame is readable and it still does not move, it is.
+TEST_F(SupervisorTest, ConsumerWaitingAtAnUncommittedFrameIsNotEvicted) {
+  stuck_cursor();
+  ring().hand_out(ring().frame_at(0), 0);
+  EXPECT_EQ(scan(0ms).evicted, 0u);
+  EXPECT_EQ(scan(250ms).evicted, 0u) << "it waits for a producer";
+  ASSERT_TRUE(ring().settle(ring().frame_at(0), 0, ring().commit_word(0)));
+  EXPECT_EQ(scan(251ms).evicted, 0u) << "readable just now";
+  EXPECT_EQ(scan(352ms).evicted, 1u);
+  EXPECT_EQ(log::state_of(atomic(ring().cursor_slot(0).control).load()), SlotState::Evicted);
+}
+
+}  // namespace
+}  // namespace shmbus::daemon
