@@ -136,13 +136,19 @@ struct Consumer::Impl {
     if (atomic(slot->control).load(std::memory_order_relaxed) != slot_control)
       return {Status::Evicted, 0};
     PollResult r{Status::Empty, 0};
-    bool in_place = false;  // delivered a frame in place: check eviction after the batch
+    // Read a header or a body in place: check eviction after the batch, and
+    // if evicted, trust nothing read in place since the last delivery (the
+    // length of a Pad or skipped frame, a Corrupt verdict): producers may
+    // have overwritten it. `trusted` is where the next frame surely starts.
+    bool in_place = false;
+    std::uint64_t trusted = position;
     while (r.count < max) {
       const std::uint64_t p = position;
       FrameHeader* f = ring.frame_at(p);
       if (const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
           word != ring.commit_word(p)) {
         if (word == ring.skip_word(p)) {
+          in_place = in_place || !copying(p);
           const Status s = skip(p, f);
           if (s == Status::Ok) continue;
           r.status = s;
@@ -156,6 +162,7 @@ struct Consumer::Impl {
       std::memcpy(&h, f, sizeof h);
       const std::uint64_t room = ring.segment_left(p) - sizeof(FrameHeader);
       const bool copy = copying(p);
+      in_place = in_place || !copy;
       if (h.length > room) {
         std::atomic_thread_fence(std::memory_order_acquire);  // the header copy before the tail
         r.status = copy && overrun(p) ? lagged(p) : Status::Corrupt;
@@ -184,19 +191,19 @@ struct Consumer::Impl {
         break;
       }
       // In place: producers may overwrite the frame once we are evicted.
-      if (!copy) {
-        if (evicted()) {
-          r.status = Status::Evicted;
-          break;
-        }
-        in_place = true;
+      if (!copy && evicted()) {
+        r.status = Status::Evicted;
+        break;
       }
       handler(m);
-      position = next;
+      position = trusted = next;
       ++r.count;
     }
     if (in_place && r.status != Status::Evicted && evicted()) r.status = Status::Evicted;
-    if (r.status == Status::Evicted) return r;  // the slot is not ours to write
+    if (r.status == Status::Evicted) {  // the slot is not ours to write
+      position = trusted;               // rejoin() reports the loss from here
+      return r;
+    }
     publish_cursor();
     if (r.count > 0 && r.status == Status::Empty) r.status = Status::Ok;
     return r;

@@ -342,6 +342,38 @@ TEST_F(SupervisionTest, EvictionDuringAHandlerEndsTheBatch) {
   EXPECT_EQ(r.count, 1u);
 }
 
+// Evicted, then a producer overwrites the next frame with a PAD of any
+// length before the consumer reads it: the consumer does not trust what it
+// read in place after its last delivery; it reports Evicted and its loss
+// starts right after the last message it delivered.
+TEST_F(SupervisionTest, EvictedConsumerTrustsNothingReadAfterItsLastDelivery) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto ring = open_ring();
+  ASSERT_TRUE(ring);
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  for (const char* s : {"one", "two"}) ASSERT_EQ(p->offer(bytes(s)), Status::Ok);
+  log::CursorSlot* slot = active_cursor(*ring);
+  ASSERT_NE(slot, nullptr);
+  std::uint64_t after_one = 0;
+  PollResult r = c->poll(
+      [&](const Message& m) {
+        after_one = m.position + ring->alignment();  // "one" fills one aligned frame
+        ASSERT_TRUE(ring->evict(*slot, atomic(slot->control).load()));
+        ring->write_pad(after_one, 2 * ring->alignment());  // as if overwritten meanwhile
+      },
+      64);
+  EXPECT_EQ(r.status, Status::Evicted);
+  EXPECT_EQ(r.count, 1u);
+  // Poll again: the pad would move it on; it must stay evicted, at the same place.
+  EXPECT_EQ(c->poll([](const Message&) { ADD_FAILURE() << "delivered after eviction"; }).status,
+            Status::Evicted);
+  EXPECT_EQ(c->position(), after_one);
+  ASSERT_TRUE(c->rejoin());
+  EXPECT_EQ(c->lost().from, after_one);
+}
+
 // An evicted slot is freed by its owner's destructor, or by the reapers once
 // the owner is dead.
 TEST_F(SupervisionTest, EvictedSlotIsFreedByItsOwnerOrTheReapers) {
