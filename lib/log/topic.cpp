@@ -1,5 +1,6 @@
 #include "shmbus/topic.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +9,7 @@
 #include "log/ring.hpp"
 #include "log/topic_files.hpp"
 #include "shm/file.hpp"
+#include "shm/placement.hpp"
 
 namespace shmbus {
 
@@ -73,6 +75,15 @@ Outcome ask_daemon(const std::string& socket, control::Message request, const st
   return Done{};
 }
 
+// The NUMA node to ask the daemon for: CallerNode is this thread's node,
+// decided here, where the caller runs.
+Result<int> caller_side_node(const Placement& p) {
+  if (p.kind != Placement::Kind::CallerNode) return p.kind == Placement::Kind::Node ? p.node : -1;
+  auto topology = shm::Topology::host();
+  if (!topology) return topology.error();
+  return topology->choose_node(p, ::sched_getcpu());
+}
+
 }  // namespace
 
 // With a daemon, it creates the files (owned by the caller, with the
@@ -82,12 +93,19 @@ Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicO
   if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
   if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
   if (auto socket = log::daemon_socket(bus)) {
+    // The daemon maps and prefaults every topic it creates; these two are
+    // properties of a creating process's own mapping, which it does not take.
+    if (options.huge_pages || options.lock_memory)
+      return Error{EINVAL, "create topic " + std::string(topic) + " through shmbusd (" + *socket +
+                               "): huge_pages and lock_memory are not passed to the daemon; "
+                               "create the topic without them"};
+    auto node = caller_side_node(options.placement);
+    if (!node) return node.error();
     control::Message request;
     request.type = control::MsgType::CreateTopic;
     request.name = std::string(topic);
     request.options = options;
-    request.numa_node =
-        options.placement.kind == Placement::Kind::Node ? options.placement.node : -1;
+    request.numa_node = *node;
     request.acl.owner_uid = ::geteuid();
     request.acl.group_gid = ::getegid();
     request.acl.mode = options.mode;

@@ -1284,6 +1284,21 @@ TEST_F(Daemon, TopicApiGoesThroughTheDaemon) {
   auto missing = shmbus::Topic::remove(bus_, "via-api");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ENOENT);
+
+  // CallerNode is decided on the caller's side; options the daemon does not
+  // take are refused, not dropped.
+  shmbus::TopicOptions near = o;
+  near.placement.kind = shmbus::Placement::Kind::CallerNode;
+  ASSERT_TRUE(shmbus::Topic::create(bus_, "near", near));
+  auto described = c.call(named(MsgType::DescribeTopic, "near"));
+  ASSERT_TRUE(described);
+  EXPECT_GE(described->message.numa_node, 0) << "a node, not anywhere";
+  shmbus::TopicOptions huge = o;
+  huge.huge_pages = true;
+  auto refused = shmbus::Topic::create(bus_, "huge", huge);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EINVAL);
+  EXPECT_NE(refused.error().message.find("huge_pages"), std::string::npos);
   ::unsetenv("SHMBUS_SOCKET");
 }
 
