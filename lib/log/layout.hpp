@@ -67,6 +67,14 @@
 // Pads that a producer writes itself (segment ends) and that a reaper writes
 // over a dead producer's unwritten claim are stored ready at once (Ring::write_pad).
 //
+// offer() (the whole message in one call) hands nothing out: it writes the
+// payload, then the header, then stores ready(p) with release, as a Pad is
+// stored. Its frame is never pending, so never revocable (a supervisor sees
+// "inside claim(), nothing to revoke" for the nanoseconds it takes), and the
+// stores to the frame's first line, which consumers spin on, come last and
+// together, after the payload copy's loads: a consumer that polls the line
+// in between does not pull it away from the producer twice.
+//
 // No producer laps another's open claim (either policy): a producer
 // descheduled between its fetch_add and its writes would otherwise store into
 // newer frames that readers have already validated. So a producer announces a

@@ -158,36 +158,41 @@ struct Producer::Impl {
     atomic(slot->claim_floor).store(log::kNoClaimFloor, std::memory_order_release);
   }
 
-  Status claim(std::size_t payload, std::string_view key, std::span<const Property> props,
-               Claim& out) noexcept {
-    if (open_claim != kNoClaim) return Status::Invalid;
-    if (payload > ring.max_body()) return Status::TooLarge;  // before any sum can wrap
-    std::uint64_t body = payload;
+  // A frame's body: [u16 key_len, key] [u32 props_len, props] payload.
+  struct Body {
+    std::uint64_t bytes = 0;  // all of it (the frame's length field)
+    std::uint64_t props_bytes = 0;
     std::uint16_t flags = 0;
+  };
+  static Status plan(std::uint64_t max_body, std::size_t payload, std::string_view key,
+                     std::span<const Property> props, Body& b) noexcept {
+    if (payload > max_body) return Status::TooLarge;  // before any sum can wrap
+    b.bytes = payload;
     if (!key.empty()) {
       if (key.size() > 0xffff) return Status::TooLarge;
-      body += 2 + key.size();
-      flags |= log::kHasKey;
+      b.bytes += 2 + key.size();
+      b.flags |= log::kHasKey;
     }
-    std::uint64_t props_bytes = 0;
     if (!props.empty()) {
       if (props.size() > 0xffff) return Status::TooLarge;
-      props_bytes = 2;
+      b.props_bytes = 2;
       for (const Property& pr : props) {
         if (pr.name.size() > 0xffff || pr.value.size() > 0xffff) return Status::TooLarge;
-        props_bytes += 4 + pr.name.size() + pr.value.size();
+        b.props_bytes += 4 + pr.name.size() + pr.value.size();
       }
-      body += 4 + props_bytes;
-      flags |= log::kHasProperties;
+      b.bytes += 4 + b.props_bytes;
+      b.flags |= log::kHasProperties;
     }
-    if (body > ring.max_body()) return Status::TooLarge;
-    std::uint64_t p = 0;
-    if (Status s = acquire(ring.frame_bytes(body), p); s != Status::Ok) return s;
+    return b.bytes > max_body ? Status::TooLarge : Status::Ok;
+  }
 
-    FrameHeader* f = ring.frame_at(p);
-    f->length = static_cast<std::uint32_t>(body);
+  // Writes the header, key and properties of the frame f (not its commit
+  // word); returns where the payload goes.
+  std::byte* write_header(FrameHeader* f, const Body& b, std::string_view key,
+                          std::span<const Property> props) noexcept {
+    f->length = static_cast<std::uint32_t>(b.bytes);
     f->type = FrameType::Data;
-    f->flags = flags;
+    f->flags = b.flags;
     f->timestamp = options.timestamps ? now_ns() : 0;
     auto* at = reinterpret_cast<std::byte*>(f + 1);
     if (!key.empty()) {
@@ -197,7 +202,7 @@ struct Producer::Impl {
       at += 2 + n;
     }
     if (!props.empty()) {
-      auto n = static_cast<std::uint32_t>(props_bytes);
+      auto n = static_cast<std::uint32_t>(b.props_bytes);
       auto count = static_cast<std::uint16_t>(props.size());
       std::memcpy(at, &n, 4);
       std::memcpy(at + 4, &count, 2);
@@ -212,10 +217,44 @@ struct Producer::Impl {
         at += 4 + kl + vl;
       }
     }
+    return at;
+  }
+
+  Status claim(std::size_t payload, std::string_view key, std::span<const Property> props,
+               Claim& out) noexcept {
+    if (open_claim != kNoClaim) return Status::Invalid;
+    Body b;
+    if (Status s = plan(ring.max_body(), payload, key, props, b); s != Status::Ok) return s;
+    std::uint64_t p = 0;
+    if (Status s = acquire(ring.frame_bytes(b.bytes), p); s != Status::Ok) return s;
+    FrameHeader* f = ring.frame_at(p);
+    std::byte* at = write_header(f, b, key, props);
     ring.hand_out(f, p);  // the header's last store: revocable from here (layout.hpp)
     out.payload = {at, payload};
     out.position = p;
     open_claim = p;
+    return Status::Ok;
+  }
+
+  // A whole message in one call: payload first, then the header, then the
+  // commit word, so that the stores to the frame's first line (the one
+  // consumers spin on) come last and together, after the copy's loads; and
+  // no pending word: the frame is never handed out, so never revocable, and
+  // commits with a plain release store (layout.hpp, "offer").
+  Status offer(std::span<const std::byte> payload, std::string_view key,
+               std::span<const Property> props) noexcept {
+    if (open_claim != kNoClaim) return Status::Invalid;
+    Body b;
+    if (Status s = plan(ring.max_body(), payload.size(), key, props, b); s != Status::Ok) return s;
+    std::uint64_t p = 0;
+    if (Status s = acquire(ring.frame_bytes(b.bytes), p); s != Status::Ok) return s;
+    FrameHeader* f = ring.frame_at(p);
+    if (!payload.empty())
+      std::memcpy(reinterpret_cast<std::byte*>(f + 1) + (b.bytes - payload.size()), payload.data(),
+                  payload.size());
+    (void)write_header(f, b, key, props);
+    ring.publish(f, p);
+    end_claim();
     return Status::Ok;
   }
 
@@ -309,10 +348,7 @@ Status Producer::offer(std::span<const std::byte> payload) noexcept {
 
 Status Producer::offer(std::span<const std::byte> payload, std::string_view key,
                        std::span<const Property> properties) noexcept {
-  Claim c;
-  if (Status s = impl_->claim(payload.size(), key, properties, c); s != Status::Ok) return s;
-  if (!payload.empty()) std::memcpy(c.payload.data(), payload.data(), payload.size());
-  return impl_->finish(c, true);
+  return impl_->offer(payload, key, properties);
 }
 
 Status Producer::claim(std::size_t payload_bytes, Claim& out) noexcept {
