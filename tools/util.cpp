@@ -14,6 +14,7 @@
 #include <ctime>
 #include <thread>
 
+#include "control/registry.hpp"
 #include "shm/file.hpp"
 
 namespace shmbus::cli {
@@ -63,7 +64,15 @@ std::vector<std::string> list_topics(const Context& ctx) {
       names.emplace_back(n.substr(0, n.size() - kSuffix.size()));
   }
   ::closedir(d);
+  // With a daemon, its registry (mapped read-only) also names the topics
+  // whose files are gone or damaged: listed, so that they can be seen and deleted.
+  if (auto registry = control::Registry::open(control::registry_path(dir))) {
+    auto records = registry->read();
+    if (!records) fail(kFailed, records.error().message);
+    for (const control::TopicRecord& r : *records) names.push_back(r.name);
+  }
   std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
 }
 

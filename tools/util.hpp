@@ -54,8 +54,9 @@ std::string bus_dir(const Context& ctx);
 TopicInfo describe_or_fail(const Context& ctx, std::string_view topic);
 // Fails with kUsage unless partition < info.partitions.
 void check_partition(const TopicInfo& info, std::uint32_t partition);
-// Topic names in the bus directory (files named <topic>.0.log), sorted;
-// empty when the directory does not exist.
+// Topic names in the bus directory (files named <topic>.0.log), and those
+// its daemon's registry lists (when there is one), sorted; empty when the
+// directory does not exist.
 std::vector<std::string> list_topics(const Context& ctx);
 
 const char* policy_name(Policy p) noexcept;

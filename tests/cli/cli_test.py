@@ -277,6 +277,20 @@ def test_delete_a_damaged_topic(env):
     assert topic_files(bus) == []
 
 
+def test_registered_topic_without_files_is_listed_and_deleted(env):
+    """The daemon's registry (mapped read-only by the tool) names a topic whose
+    files are gone: it is listed, as unreadable, and can be deleted."""
+    if "SHMBUSD_LOG" not in env:
+        pytest.skip("needs the daemon")
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    bus = os.path.join(env["SHMBUS_SHM_ROOT"], "default")
+    for f in topic_files(bus):
+        os.unlink(os.path.join(bus, f))
+    assert "t " in out(env, "topic", "list") and "unreadable" in out(env, "topic", "list")
+    assert out(env, "topic", "delete", "t") == "deleted topic t\n"
+    assert "no topics" in out(env, "topic", "list")
+
+
 @pytest.mark.parametrize("args", [
     ["topic", "describe", "nope"],
     ["topic", "describe", "nope", "--json"],
