@@ -90,6 +90,7 @@ class Daemon : public ::testing::Test {
   }
   void TearDown() override {
     ::unsetenv("SHMBUS_SOCKET");  // set by tests of the client library, even when they fail
+    ::unsetenv("SHMBUS_DAEMON_TIMEOUT_MS");
     stop();
     std::filesystem::remove_all(dir_);
   }
@@ -113,6 +114,7 @@ class Daemon : public ::testing::Test {
   }
   void stop() {
     if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);  // in case a test stopped it
     ::kill(pid_, SIGTERM);
     EXPECT_EQ(wait_exit(pid_), 0) << slurp(dir_ + "/daemon.log");
     pid_ = -1;
@@ -1285,6 +1287,39 @@ TEST_F(Daemon, TopicApiGoesThroughTheDaemon) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ENOENT);
   ::unsetenv("SHMBUS_SOCKET");
+}
+
+// A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
+// Producer::open and Topic::create give up after the timeout with an error
+// that names the socket; continued, the daemon serves them again.
+TEST_F(Daemon, StoppedDaemonTimesOutItsClients) {
+  start();
+  ASSERT_EQ(connect().call(create_request("t"))->message.type, MsgType::Ok);
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  ::setenv("SHMBUS_DAEMON_TIMEOUT_MS", "200", 1);
+  ASSERT_EQ(::kill(pid_, SIGSTOP), 0);
+  const std::string expected = "shmbusd at " + socket_ + " did not answer within 200 ms";
+  const auto t0 = Clock::now();
+  auto consumer = Consumer::open(bus_, "t");
+  const double consumer_ms = ms_since(t0);
+  auto producer = Producer::open(bus_, "t");
+  shmbus::TopicOptions o;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  auto made = shmbus::Topic::create(bus_, "other", o);
+  const double all_ms = ms_since(t0);
+  ::kill(pid_, SIGCONT);
+  ASSERT_FALSE(consumer);
+  EXPECT_EQ(consumer.error().code, ETIMEDOUT);
+  EXPECT_NE(consumer.error().message.find(expected), std::string::npos) << consumer.error().message;
+  EXPECT_LT(consumer_ms, 1000.0);
+  ASSERT_FALSE(producer);
+  EXPECT_NE(producer.error().message.find(expected), std::string::npos) << producer.error().message;
+  ASSERT_FALSE(made);
+  EXPECT_NE(made.error().message.find(expected), std::string::npos) << made.error().message;
+  EXPECT_LT(all_ms, 3000.0);
+  auto served = Consumer::open(bus_, "t");
+  EXPECT_TRUE(served) << served.error().message;
 }
 
 }  // namespace
