@@ -320,6 +320,7 @@ void Server::accept_clients() {
     Client c;
     c.sock = s;
     c.pid = cred.pid;
+    c.start_time = shm::start_time_of(cred.pid);
     c.uid = cred.uid;
     c.gid = cred.gid;
     c.groups = groups_of(cred.pid, cred.gid);
@@ -380,13 +381,40 @@ void Server::drop_socket(std::uint64_t id) {
     ::close(c.sock);
     c.sock = -1;
   }
-  if (c.attached.empty() || c.pidfd < 0) {
-    reap(c.attached);
-    if (c.pidfd >= 0) ::close(c.pidfd);
+  reap(c.attached);  // in case it is already gone
+  // A live process that left its slots (it closed a Producer or Consumer)
+  // is forgotten now; one that still holds one is watched until it exits.
+  if (c.pidfd < 0 || !holds_slot(c)) {
+    if (c.pidfd >= 0) ::close(c.pidfd);  // closing removes it from the epoll set
     clients_.erase(it);
-    return;
   }
-  reap(c.attached);  // in case it is already gone; the pidfd catches the rest
+}
+
+bool Server::holds_slot(const Client& c) const {
+  const auto pid = static_cast<std::uint32_t>(c.pid);
+  // Acquire on control: pairs with the owner's CAS out of Free, after which
+  // pid and start_time (stored while Joining) are visible; relaxed for those.
+  auto owned = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
+    return log::state_of(log::atomic(control).load(std::memory_order_acquire)) !=
+               log::SlotState::Free &&
+           log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
+           log::atomic(slot_start).load(std::memory_order_relaxed) == c.start_time;
+  };
+  for (const std::string& name : c.attached) {
+    auto it = topics_.find(name);
+    if (it == topics_.end()) continue;
+    for (const log::Ring& ring : it->second->rings) {
+      for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
+        log::ProducerSlot& s = ring.producer_slot(i);
+        if (owned(s.control, s.pid, s.start_time)) return true;
+      }
+      for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
+        log::CursorSlot& s = ring.cursor_slot(i);
+        if (owned(s.control, s.pid, s.start_time)) return true;
+      }
+    }
+  }
+  return false;
 }
 
 bool Server::send(Client& c, const control::Message& reply, const int* fds, int nfds) {

@@ -4,10 +4,13 @@
 //
 // Per client it keeps the peer's SO_PEERCRED identity and the partitions it
 // attached. When a client dies (its pidfd becomes readable; a socket EOF from
-// a client with attachments is followed up through the pidfd, because the
-// socket closes before the process is reaped), the conductor pads over the
-// open claims of dead producers and frees dead consumers' cursor slots on
-// every partition that client attached, at once.
+// a client that still holds a slot of a topic it attached is followed up
+// through the pidfd, because the socket closes before the process is
+// reaped), the conductor pads over the open claims of dead producers and
+// frees dead consumers' cursor slots on every partition that client
+// attached, at once. A socket EOF from a client that left its slots (a
+// closed Producer or Consumer of a live process) forgets the client at once,
+// pidfd and all.
 //
 // The daemon is never on the data path: it hands out file descriptors and
 // supervises; producers and consumers go on if it dies.
@@ -73,6 +76,7 @@ class Server {
     int sock = -1;
     int pidfd = -1;
     pid_t pid = 0;
+    std::uint64_t start_time = 0;  // of pid, when it connected: slots carry it
     uid_t uid = 0;
     gid_t gid = 0;
     std::vector<gid_t> groups;  // gid and the supplementary groups
@@ -87,6 +91,8 @@ class Server {
   void on_death(std::uint64_t id);
   // Frees dead owners' slots on these topics; returns how many.
   std::uint32_t reap(const std::set<std::string>& topics);
+  // Whether c's process holds a slot (in any state but Free) of a topic it attached.
+  bool holds_slot(const Client& c) const;
   bool send(Client& c, const control::Message& reply, const int* fds = nullptr, int nfds = 0);
   control::Message handle(Client& c, const control::Message& req, int fds[2], int& nfds);
   control::Message create_topic(const Client& c, const control::Message& req);

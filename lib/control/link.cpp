@@ -42,6 +42,19 @@ class Link {
     changed();
   }
 
+  // fork(): the prepare handler locks the link, the parent's unlocks it.
+  void lock_for_fork() { mutex_.lock(); }
+  void unlock_after_fork() { mutex_.unlock(); }
+  // The child's handler: closes the child's copies of the parent's sockets
+  // (the daemon must see a connection close when the parent closes it, not
+  // when a child that never execs exits) and of the wake-up eventfd. The
+  // link is dead in the child from then on: its thread was not forked.
+  void close_in_forked_child() {
+    for (auto& [id, e] : entries_) e.connection.reset();
+    ::close(wake_);
+    mutex_.unlock();
+  }
+
  private:
   static constexpr milliseconds kFirstRetry{10};
   static constexpr milliseconds kMaxRetry{500};
@@ -156,20 +169,30 @@ class Link {
 namespace {
 
 // The process's link. Never destroyed: its thread runs until the process
-// exits. A forked child forgets (and leaks) its parent's, whose thread it
-// does not have; the parent's Supervision objects in the child then point at
-// a link that is not current, and leave it alone.
+// exits. A forked child closes its copies of the parent's connections and
+// forgets (and leaks) the parent's link, whose thread it does not have; the
+// parent's Supervision objects in the child then point at a link that is not
+// current, and leave it alone. Lock order: g_mutex, then the link's mutex.
 std::mutex g_mutex;
 Link* g_link = nullptr;
 
 Link& current_link() {
   static std::once_flag once;
   std::call_once(once, [] {
-    ::pthread_atfork([] { g_mutex.lock(); }, [] { g_mutex.unlock(); },
-                     [] {
-                       g_link = nullptr;
-                       g_mutex.unlock();
-                     });
+    ::pthread_atfork(
+        [] {
+          g_mutex.lock();
+          if (g_link != nullptr) g_link->lock_for_fork();
+        },
+        [] {
+          if (g_link != nullptr) g_link->unlock_after_fork();
+          g_mutex.unlock();
+        },
+        [] {
+          if (g_link != nullptr) g_link->close_in_forked_child();
+          g_link = nullptr;
+          g_mutex.unlock();
+        });
   });
   std::lock_guard lock(g_mutex);
   if (g_link == nullptr) g_link = new Link();

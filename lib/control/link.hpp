@@ -13,8 +13,10 @@
 // The data path never waits for any of this: a producer or consumer touches
 // only shared memory; the link thread owns the sockets.
 //
-// After fork() the child starts a link of its own when it needs one; the
-// parent's link (its thread did not survive the fork) is left alone.
+// After fork() the child closes its copies of the parent's connections (the
+// daemon sees them close when the parent closes them) and starts a link of
+// its own when it needs one; the parent's link (its thread did not survive
+// the fork) is left alone.
 //
 // Concurrency: Supervision objects may be created and destroyed from any
 // thread; one object is used by one thread at a time.

@@ -77,6 +77,28 @@ std::string slurp(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// How many descriptors process `pid` has open.
+std::size_t open_fds(pid_t pid) {
+  const auto dir = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd");
+  return static_cast<std::size_t>(std::distance(begin(dir), end(dir)));
+}
+
+DaemonStats stats_of(Connection& c) {
+  Message m;
+  m.type = MsgType::Stats;
+  auto r = c.call(m);
+  EXPECT_TRUE(r && r->message.type == MsgType::StatsReply);
+  return r && r->message.type == MsgType::StatsReply ? r->message.stats : DaemonStats{};
+}
+
+// Polls `done` every millisecond for up to `limit`; its last answer.
+template <class Done>
+bool wait_until(Done done, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (!done() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  return done();
+}
+
 class Daemon : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -1287,6 +1309,54 @@ TEST_F(Daemon, TopicApiGoesThroughTheDaemon) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ENOENT);
   ::unsetenv("SHMBUS_SOCKET");
+}
+
+// Each Producer and Consumer attaches over a connection of its own, which
+// closing it closes: a process that opens and closes them again and again
+// leaves the daemon's descriptors and its count of clients where they were.
+TEST_F(Daemon, ClosedProducersAndConsumersLeaveNothingInTheDaemon) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("churn"))->message.type, MsgType::Ok);
+  const std::size_t fds_before = open_fds(pid_);
+  const std::uint32_t clients_before = stats_of(c).clients;
+  for (int i = 0; i < 200; ++i) {
+    auto consumer = Consumer::open(bus_, "churn");
+    ASSERT_TRUE(consumer) << "consumer " << i << ": " << consumer.error().message;
+  }
+  for (int i = 0; i < 20; ++i) {
+    auto producer = Producer::open(bus_, "churn");
+    ASSERT_TRUE(producer) << "producer " << i << ": " << producer.error().message;
+  }
+  EXPECT_TRUE(wait_until([&] { return stats_of(c).clients == clients_before; }, 5s))
+      << stats_of(c).clients << " clients, " << clients_before << " before";
+  EXPECT_TRUE(wait_until([&] { return open_fds(pid_) == fds_before; }, 5s))
+      << open_fds(pid_) << " descriptors open in shmbusd, " << fds_before << " before";
+}
+
+// A child forked without exec closes its copies of its parent's control
+// connections: the daemon sees the parent's consumer leave when the parent
+// closes it, not when the child exits.
+TEST_F(Daemon, ForkedChildDoesNotKeepItsParentsConnectionsOpen) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("forked"))->message.type, MsgType::Ok);
+  const std::uint32_t clients_before = stats_of(c).clients;
+  pid_t child = -1;
+  {
+    auto consumer = Consumer::open(bus_, "forked");
+    ASSERT_TRUE(consumer) << consumer.error().message;
+    EXPECT_EQ(stats_of(c).clients, clients_before + 1);
+    child = ::fork();
+    if (child == 0)
+      for (;;) ::pause();
+  }
+  EXPECT_TRUE(wait_until([&] { return stats_of(c).clients == clients_before; }, 5s))
+      << "the child keeps its parent's connection to shmbusd open";
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
 }
 
 // A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
