@@ -59,6 +59,12 @@ bool contains(const std::vector<std::uint32_t>& v, std::uint32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
+// Whether a slot in `state` is its owner's: Active, or Evicted (taken from a
+// slow consumer by the daemon, but its owner's until it leaves or dies).
+bool held_by_owner(log::SlotState state) {
+  return state == log::SlotState::Active || state == log::SlotState::Evicted;
+}
+
 // Sets owner, group and mode of one file (never following a link).
 Outcome own(const std::string& path, const control::Acl& acl) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -728,15 +734,13 @@ void Server::watch_slot_holders() {
       // start_time (stored while Joining) are visible; relaxed for those.
       for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
         log::ProducerSlot& s = ring.producer_slot(i);
-        if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) ==
-            log::SlotState::Active)
+        if (held_by_owner(log::state_of(log::atomic(s.control).load(std::memory_order_acquire))))
           watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
                        log::atomic(s.start_time).load(std::memory_order_relaxed), name);
       }
       for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
         log::CursorSlot& s = ring.cursor_slot(i);
-        if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) ==
-            log::SlotState::Active)
+        if (held_by_owner(log::state_of(log::atomic(s.control).load(std::memory_order_acquire))))
           watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
                        log::atomic(s.start_time).load(std::memory_order_relaxed), name);
       }
@@ -795,14 +799,13 @@ control::Message Server::reattach(Client& c, const control::Message& req) {
     return control::error_reply(id, ErrorCode::Denied,
                                 "uid " + std::to_string(c.uid) + " may not hold a " + what);
   const log::Ring& ring = t.rings[req.partition];
-  const std::uint64_t start = shm::start_time_of(c.pid);
   const auto pid = static_cast<std::uint32_t>(c.pid);
   // Acquire on control: pairs with the owner's CAS to Active (pid and start_time before it).
+  // An Evicted slot is still its owner's: a consumer evicted across a restart re-announces it.
   auto holds = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
-    return log::state_of(log::atomic(control).load(std::memory_order_acquire)) ==
-               log::SlotState::Active &&
+    return held_by_owner(log::state_of(log::atomic(control).load(std::memory_order_acquire))) &&
            log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
-           log::atomic(slot_start).load(std::memory_order_relaxed) == start;
+           log::atomic(slot_start).load(std::memory_order_relaxed) == c.start_time;
   };
   bool held = false;
   for (std::uint32_t i = 0; producer && !held && i < ring.max_producers(); ++i) {

@@ -62,6 +62,7 @@ class Link {
   struct Entry {
     HeldSlot slot;
     std::optional<Connection> connection;  // empty: dropped, reconnecting
+    bool topic_gone = false;               // the daemon knows no such slot: never retried
     Clock::time_point next_attempt{};
     milliseconds backoff = kFirstRetry;
   };
@@ -85,6 +86,7 @@ class Link {
         std::lock_guard lock(mutex_);
         const auto now = Clock::now();
         for (const auto& [id, e] : entries_) {
+          if (e.topic_gone) continue;
           if (e.connection) {
             fds.push_back(pollfd{e.connection->fd(), POLLIN, 0});
             ids.push_back(id);
@@ -124,18 +126,20 @@ class Link {
       std::lock_guard lock(mutex_);
       const auto now = Clock::now();
       for (const auto& [id, e] : entries_)
-        if (!e.connection && e.next_attempt <= now) due.emplace_back(id, e.slot);
+        if (!e.connection && !e.topic_gone && e.next_attempt <= now) due.emplace_back(id, e.slot);
     }
     for (auto& [id, slot] : due) {
-      std::optional<Connection> dialed = reannounce(slot);
+      Reannounced dialed = reannounce(slot);
       std::lock_guard lock(mutex_);
       auto it = entries_.find(id);
       if (it == entries_.end() || it->second.connection) continue;  // left meanwhile
       Entry& e = it->second;
-      if (dialed) {
-        e.connection = std::move(dialed);
+      if (dialed.connection) {
+        e.connection = std::move(dialed.connection);
         e.backoff = kFirstRetry;
         changed();
+      } else if (dialed.topic_gone) {
+        e.topic_gone = true;
       } else {
         e.next_attempt = Clock::now() + e.backoff;
         e.backoff = std::min(e.backoff * 2, kMaxRetry);
@@ -143,20 +147,29 @@ class Link {
     }
   }
 
-  // A new connection on which the daemon accepted the re-announcement. A
-  // refusal (no daemon yet, or it does not see our slot yet) is retried.
-  static std::optional<Connection> reannounce(const HeldSlot& slot) {
+  struct Reannounced {
+    std::optional<Connection> connection;  // the daemon accepted the re-announcement
+    bool topic_gone = false;               // it answered NotFound
+  };
+
+  // Dials the daemon and re-announces `slot`. NotFound (the topic, the
+  // partition or our slot in it is gone) is
+  // final; any other failure (no daemon yet, a refusal) is retried.
+  static Reannounced reannounce(const HeldSlot& slot) {
     auto c = Connection::connect(slot.socket_path,
                                  slot.role == Role::Producer ? "producer" : "consumer");
-    if (!c) return std::nullopt;
+    if (!c) return {};
     Message m;
     m.type = MsgType::Reattach;
     m.name = slot.topic;
     m.partition = slot.partition;
     m.role = slot.role;
     auto r = c->call(std::move(m));
-    if (!r || r->message.type != MsgType::Ok) return std::nullopt;
-    return std::move(c).value();
+    if (!r) return {};
+    if (r->message.type == MsgType::Error)
+      return {std::nullopt, r->message.code == ErrorCode::NotFound};
+    if (r->message.type != MsgType::Ok) return {};
+    return {std::move(c).value(), false};
   }
 
   std::mutex mutex_;

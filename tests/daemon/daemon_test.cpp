@@ -32,6 +32,7 @@
 #include "control/protocol.hpp"
 #include "log/layout.hpp"
 #include "log/ring.hpp"
+#include "log/topic_files.hpp"
 #include "shmbus/shmbus.hpp"
 
 namespace shmbus::control {
@@ -1357,6 +1358,84 @@ TEST_F(Daemon, ForkedChildDoesNotKeepItsParentsConnectionsOpen) {
       << "the child keeps its parent's connection to shmbusd open";
   ::kill(child, SIGKILL);
   EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
+}
+
+// A consumer evicted for being slow still holds its slot (Evicted) until it
+// leaves: a daemon restarted meanwhile watches it and takes its
+// re-announcement, and frees the slot when the consumer dies.
+TEST_F(Daemon, ConsumerEvictedAcrossARestartIsTakenBack) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  Connection c = connect();
+  auto req = create_request("ev");
+  req.options.slow_consumer_timeout_ms = 100;
+  ASSERT_EQ(c.call(req)->message.type, MsgType::Ok);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ready[0]);
+    auto consumer = Consumer::open("test", "ev");  // never polls: slow
+    if (!consumer) ::_exit(3);
+    if (::write(ready[1], "1", 1) != 1) ::_exit(4);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "child failed";
+  ::close(ready[0]);
+  {
+    auto producer = Producer::open(bus_, "ev");
+    ASSERT_TRUE(producer) << producer.error().message;
+    const std::string m(40, 'e');
+    const auto payload = std::as_bytes(std::span(m.data(), m.size()));
+    Status st;
+    while ((st = producer->offer(payload)) == Status::Ok) {
+    }
+    ASSERT_EQ(st, Status::Full);
+    ASSERT_TRUE(wait_until([&] { return producer->offer(payload) == Status::Ok; }, 10s))
+        << "the consumer was not evicted";
+  }
+  EXPECT_EQ(stats_of(c).evicted_consumers, 1u);
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  start();
+  Connection again = connect();
+  EXPECT_NE(slurp(dir_ + "/daemon.log").find("watching 1 process(es)"), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  const std::string announced =
+      "pid " + std::to_string(child) + " re-announced its consumer slot in ev.0";
+  EXPECT_TRUE(wait_until(
+      [&] { return slurp(dir_ + "/daemon.log").find(announced) != std::string::npos; }, 10s))
+      << slurp(dir_ + "/daemon.log");
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
+  EXPECT_TRUE(wait_until([&] { return stats_of(again).reaped_consumers == 1; }, 10s));
+}
+
+// A slot whose topic is gone when the daemon comes back (its files were
+// removed while no daemon ran) is re-announced once: the link takes the
+// daemon's NotFound as final and stops dialling.
+TEST_F(Daemon, LinkStopsReannouncingASlotWhoseTopicIsGone) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  ASSERT_EQ(connect().call(create_request("gone"))->message.type, MsgType::Ok);
+  auto consumer = Consumer::open(bus_, "gone");
+  ASSERT_TRUE(consumer) << consumer.error().message;
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  ASSERT_TRUE(log::remove_topic_files(root_ + "/" + bus_, "gone"));
+  start();
+  Connection again = connect();
+  ASSERT_TRUE(wait_until([&] { return stats_of(again).errors >= 1; }, 10s))
+      << "the link did not re-announce the slot";
+  const DaemonStats refused = stats_of(again);
+  std::this_thread::sleep_for(1500ms);  // three of the link's longest backoffs
+  const DaemonStats later = stats_of(again);
+  EXPECT_EQ(later.errors, refused.errors) << "the link retries a slot whose topic is gone";
+  EXPECT_EQ(later.requests, refused.requests + 1) << "only this Stats request";
 }
 
 // A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
