@@ -22,7 +22,14 @@
 // died while no daemon ran, and watches the pidfd of every process that still
 // holds a producer or cursor slot (an "adopted" client, without a socket).
 // Clients reconnect by themselves and re-announce their slots (Reattach);
-// from then on their socket's client supervises them.
+// from then on their socket's client supervises them. A registry topic that
+// cannot be adopted (a file damaged or missing, or of another geometry) is
+// quarantined: logged as an error naming the file and what is wrong, left
+// out of ListTopics, and refused (ErrorCode::Quarantined) to every request
+// but DeleteTopic, which removes it; the rest of the bus is served.
+//
+// DeleteTopic also removes the files of a topic the daemon does not know
+// (created on the embedded path while no daemon ran), for root or their owner.
 //
 // A timer scans every topic for hung producers and slow consumers
 // (supervise.hpp) at a 32nd of the shortest configured timeout.
@@ -100,7 +107,13 @@ class Server {
   Outcome add_topic(const std::string& name, TopicOptions options, int numa,
                     const control::Acl& acl, bool adopt);
   bool granted(const Client& c, const Topic& t, control::Role role) const;
+  // Deletes a served or quarantined topic.
   Outcome delete_topic(const std::string& name);
+  // DeleteTopic of a name the daemon neither serves nor quarantines.
+  control::Message delete_unknown_topic(const Client& c, const control::Message& req);
+  // The error for any request but DeleteTopic naming a quarantined topic;
+  // nullopt when `name` is not quarantined.
+  std::optional<control::Message> refuse_quarantined(const control::Message& req) const;
 
   // --- restart: the registry, and supervision of clients a dead daemon served ---
   // Opens (or creates) the registry and adopts the topics it lists.
@@ -129,6 +142,11 @@ class Server {
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Client> clients_;
   std::map<std::string, std::unique_ptr<Topic>> topics_;
+  struct Quarantined {
+    control::TopicRecord record;  // as the registry lists it
+    std::string reason;           // why it could not be adopted
+  };
+  std::map<std::string, Quarantined> quarantined_;
   std::optional<control::Registry> registry_;
   control::DaemonStats stats_;
   std::vector<std::byte> buf_ = std::vector<std::byte>(control::kMaxMessage + 1);

@@ -62,7 +62,7 @@ class Link {
   struct Entry {
     HeldSlot slot;
     std::optional<Connection> connection;  // empty: dropped, reconnecting
-    bool topic_gone = false;               // the daemon knows no such slot: never retried
+    bool topic_gone = false;  // the daemon serves no such slot (any more): never retried
     Clock::time_point next_attempt{};
     milliseconds backoff = kFirstRetry;
   };
@@ -149,12 +149,13 @@ class Link {
 
   struct Reannounced {
     std::optional<Connection> connection;  // the daemon accepted the re-announcement
-    bool topic_gone = false;               // it answered NotFound
+    bool topic_gone = false;               // it answered NotFound or Quarantined
   };
 
   // Dials the daemon and re-announces `slot`. NotFound (the topic, the
-  // partition or our slot in it is gone) is
-  // final; any other failure (no daemon yet, a refusal) is retried.
+  // partition or our slot in it is gone) and Quarantined (the topic's files
+  // are damaged) are final; any other failure (no daemon yet, a refusal) is
+  // retried.
   static Reannounced reannounce(const HeldSlot& slot) {
     auto c = Connection::connect(slot.socket_path,
                                  slot.role == Role::Producer ? "producer" : "consumer");
@@ -167,7 +168,8 @@ class Link {
     auto r = c->call(std::move(m));
     if (!r) return {};
     if (r->message.type == MsgType::Error)
-      return {std::nullopt, r->message.code == ErrorCode::NotFound};
+      return {std::nullopt,
+              r->message.code == ErrorCode::NotFound || r->message.code == ErrorCode::Quarantined};
     if (r->message.type != MsgType::Ok) return {};
     return {std::move(c).value(), false};
   }

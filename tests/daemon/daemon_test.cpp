@@ -1438,6 +1438,99 @@ TEST_F(Daemon, LinkStopsReannouncingASlotWhoseTopicIsGone) {
   EXPECT_EQ(later.requests, refused.requests + 1) << "only this Stats request";
 }
 
+// A registry topic whose files are damaged, missing or of another geometry
+// is quarantined at restart: the daemon logs it naming the file and what is
+// wrong, serves the other topics, refuses the quarantined one with how to fix
+// it, and deletes it when asked.
+TEST_F(Daemon, RestartQuarantinesDamagedTopicsAndServesTheRest) {
+  start();
+  {
+    Connection c = connect();
+    for (const char* name : {"good", "damaged", "partial", "resized"})  // registry entries 0..3
+      ASSERT_EQ(c.call(create_request(name, 2))->message.type, MsgType::Ok);
+  }
+  stop();
+  const std::string bus_dir = root_ + "/" + bus_;
+  {
+    std::fstream f(bus_dir + "/damaged.0.log", std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint32_t not_magic = 0;
+    f.write(reinterpret_cast<const char*>(&not_magic), sizeof not_magic);
+  }
+  ASSERT_TRUE(std::filesystem::remove(bus_dir + "/partial.1.log"));
+  {
+    std::fstream f(bus_dir + "/registry", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(256 + 3 * 1536 + 216);  // entry 3 ("resized"): segment_bytes
+    const std::uint64_t other = 8192;
+    f.write(reinterpret_cast<const char*>(&other), sizeof other);
+  }
+  start();
+  Connection c = connect();
+  const std::string log = slurp(dir_ + "/daemon.log");
+  EXPECT_NE(log.find("topic damaged is quarantined: " + bus_dir + "/damaged.0.log"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("topic partial is quarantined: " + bus_dir + "/partial.1.log"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("topic resized is quarantined: " + bus_dir +
+                     "/resized.0.log exists with another geometry: segment_bytes 4096, not 8192"),
+            std::string::npos)
+      << log;
+  Message list;
+  list.type = MsgType::ListTopics;
+  EXPECT_EQ(c.call(list)->message.names, std::vector<std::string>{"good"});
+  auto r = c.call(named(MsgType::AttachConsumer, "good", 1));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Attached) << r->message.text;
+  for (const char* name : {"damaged", "partial", "resized"}) {
+    for (MsgType t : {MsgType::AttachConsumer, MsgType::AttachProducer, MsgType::DescribeTopic}) {
+      r = c.call(named(t, name));
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->message.code, ErrorCode::Quarantined) << r->message.text;
+      EXPECT_NE(r->message.text.find("topic " + std::string(name) + " is quarantined"),
+                std::string::npos)
+          << r->message.text;
+      EXPECT_NE(r->message.text.find("topic delete " + std::string(name)), std::string::npos)
+          << r->message.text;
+    }
+    r = c.call(named(MsgType::DeleteTopic, name));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+    EXPECT_FALSE(std::filesystem::exists(bus_dir + "/" + name + ".0.log"));
+  }
+  ASSERT_EQ(c.call(create_request("damaged"))->message.type, MsgType::Ok) << "made again";
+  stop();
+  start();
+  EXPECT_EQ(slurp(dir_ + "/daemon.log").find("quarantined"), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  EXPECT_EQ(connect().call(list)->message.names, (std::vector<std::string>{"damaged", "good"}));
+}
+
+// DeleteTopic of a topic the daemon does not serve, whose files were made on
+// the embedded path while no daemon ran, removes the files.
+TEST_F(Daemon, DeleteRemovesFilesOfATopicTheDaemonDoesNotServe) {
+  start();
+  TopicOptions o;
+  o.partitions = 2;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  const std::string bus_dir = root_ + "/" + bus_;
+  ASSERT_TRUE(log::create_topic_files(bus_dir, "orphan", o));
+  ASSERT_TRUE(std::filesystem::exists(bus_dir + "/orphan.1.log"));
+  Connection c = connect();
+  auto r = c.call(named(MsgType::DeleteTopic, "orphan"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+  EXPECT_FALSE(std::filesystem::exists(bus_dir + "/orphan.0.log"));
+  EXPECT_FALSE(std::filesystem::exists(bus_dir + "/orphan.1.log"));
+  r = c.call(named(MsgType::DeleteTopic, "orphan"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.code, ErrorCode::NotFound) << r->message.text;
+  r = c.call(named(MsgType::DeleteTopic, "../" + bus_ + "/registry"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.code, ErrorCode::Invalid) << r->message.text;
+}
+
 // A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
 // Producer::open and Topic::create give up after the timeout with an error
 // that names the socket; continued, the daemon serves them again.
