@@ -59,6 +59,31 @@ bool contains(const std::vector<std::uint32_t>& v, std::uint32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
+// Whether a slot in `state` is its owner's: Active, or Evicted (taken from a
+// slow consumer by the daemon, but its owner's until it leaves or dies).
+bool held_by_owner(log::SlotState state) {
+  return state == log::SlotState::Active || state == log::SlotState::Evicted;
+}
+
+// How an existing ring's geometry differs from `options`; nullopt: it does not.
+std::optional<std::string> geometry_difference(const log::Ring& ring, const TopicOptions& options) {
+  auto differs = [](const char* what, std::uint64_t has, std::uint64_t wanted) {
+    return std::string(what) + " " + std::to_string(has) + ", not " + std::to_string(wanted);
+  };
+  if (ring.partitions() != options.partitions)
+    return differs("partitions", ring.partitions(), options.partitions);
+  if (ring.segment_bytes() != options.segment_bytes)
+    return differs("segment_bytes", ring.segment_bytes(), options.segment_bytes);
+  if (ring.capacity() != options.segment_bytes * options.segment_count)
+    return differs("capacity", ring.capacity(), options.segment_bytes * options.segment_count);
+  if (ring.policy() != options.policy)
+    return differs("policy", static_cast<std::uint64_t>(ring.policy()),
+                   static_cast<std::uint64_t>(options.policy));
+  if (ring.alignment() != options.frame_alignment)
+    return differs("alignment", ring.alignment(), options.frame_alignment);
+  return std::nullopt;
+}
+
 // Sets owner, group and mode of one file (never following a link).
 Outcome own(const std::string& path, const control::Acl& acl) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -130,12 +155,9 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
     if (!adopt || made.error().code != EEXIST) return made.error();
     auto first = log::Ring::open(dir_, name, 0, false, false);
     if (!first) return first.error();
-    if (first->partitions() != options.partitions ||
-        first->segment_bytes() != options.segment_bytes ||
-        first->capacity() != options.segment_bytes * options.segment_count ||
-        first->policy() != options.policy || first->alignment() != options.frame_alignment)
-      return Error{EEXIST, "its files in " + dir_ +
-                               " exist with another geometry; delete them or fix the config"};
+    if (auto differs = geometry_difference(*first, options))
+      return Error{EEXIST,
+                   log::ring_path(dir_, name, 0) + " exists with another geometry: " + *differs};
     adopted = true;
   }
   auto t = std::make_unique<Topic>();
@@ -177,8 +199,10 @@ Outcome Server::start() {
     // Adopted from the registry too: the configuration's ACL wins, its
     // geometry must match the files'.
     topics_.erase(t.name);
+    quarantined_.erase(t.name);
     if (auto ok = add_topic(t.name, t.options, t.numa_node, t.acl, true); !ok)
-      return Error{ok.error().code, "topic " + t.name + ": " + ok.error().message};
+      return Error{ok.error().code, "topic " + t.name + ": " + ok.error().message +
+                                        " (delete its files or fix the configuration)"};
     logf("info", "topic " + t.name + " (" + std::to_string(t.options.partitions) +
                      " partitions) from the configuration is ready");
   }
@@ -320,6 +344,7 @@ void Server::accept_clients() {
     Client c;
     c.sock = s;
     c.pid = cred.pid;
+    c.start_time = shm::start_time_of(cred.pid);
     c.uid = cred.uid;
     c.gid = cred.gid;
     c.groups = groups_of(cred.pid, cred.gid);
@@ -380,13 +405,40 @@ void Server::drop_socket(std::uint64_t id) {
     ::close(c.sock);
     c.sock = -1;
   }
-  if (c.attached.empty() || c.pidfd < 0) {
-    reap(c.attached);
-    if (c.pidfd >= 0) ::close(c.pidfd);
+  reap(c.attached);  // in case it is already gone
+  // A live process that left its slots (it closed a Producer or Consumer)
+  // is forgotten now; one that still holds one is watched until it exits.
+  if (c.pidfd < 0 || !holds_slot(c)) {
+    if (c.pidfd >= 0) ::close(c.pidfd);  // closing removes it from the epoll set
     clients_.erase(it);
-    return;
   }
-  reap(c.attached);  // in case it is already gone; the pidfd catches the rest
+}
+
+bool Server::holds_slot(const Client& c) const {
+  const auto pid = static_cast<std::uint32_t>(c.pid);
+  // Acquire on control: pairs with the owner's CAS out of Free, after which
+  // pid and start_time (stored while Joining) are visible; relaxed for those.
+  auto owned = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
+    return log::state_of(log::atomic(control).load(std::memory_order_acquire)) !=
+               log::SlotState::Free &&
+           log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
+           log::atomic(slot_start).load(std::memory_order_relaxed) == c.start_time;
+  };
+  for (const std::string& name : c.attached) {
+    auto it = topics_.find(name);
+    if (it == topics_.end()) continue;
+    for (const log::Ring& ring : it->second->rings) {
+      for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
+        log::ProducerSlot& s = ring.producer_slot(i);
+        if (owned(s.control, s.pid, s.start_time)) return true;
+      }
+      for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
+        log::CursorSlot& s = ring.cursor_slot(i);
+        if (owned(s.control, s.pid, s.start_time)) return true;
+      }
+    }
+  }
+  return false;
 }
 
 bool Server::send(Client& c, const control::Message& reply, const int* fds, int nfds) {
@@ -522,6 +574,7 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
     auto it = topics_.find(name);
     return it == topics_.end() ? nullptr : it->second.get();
   };
+  if (auto refused = refuse_quarantined(req)) return *refused;
   switch (req.type) {
     case MsgType::Hello:
       c.hello = true;
@@ -531,9 +584,11 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
     case MsgType::CreateTopic:
       return create_topic(c, req);
     case MsgType::DeleteTopic: {
+      const auto q = quarantined_.find(req.name);
       Topic* t = find(req.name);
-      if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
-      if (c.uid != 0 && c.uid != t->acl.owner_uid)
+      if (t == nullptr && q == quarantined_.end()) return delete_unknown_topic(c, req);
+      const std::uint32_t owner = t != nullptr ? t->acl.owner_uid : q->second.record.acl.owner_uid;
+      if (c.uid != 0 && c.uid != owner)
         return error(ErrorCode::Denied, "only the topic's owner or root may delete it");
       if (auto ok = delete_topic(req.name); !ok)
         return error(ErrorCode::Internal, ok.error().message);
@@ -630,14 +685,65 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
   }
 }
 
+std::optional<control::Message> Server::refuse_quarantined(const control::Message& req) const {
+  using control::MsgType;
+  switch (req.type) {
+    case MsgType::CreateTopic:
+    case MsgType::DescribeTopic:
+    case MsgType::AttachProducer:
+    case MsgType::AttachConsumer:
+    case MsgType::Reattach:
+      break;
+    default:
+      return std::nullopt;
+  }
+  auto q = quarantined_.find(req.name);
+  if (q == quarantined_.end()) return std::nullopt;
+  return control::error_reply(req.request_id, control::ErrorCode::Quarantined,
+                              "topic " + req.name + " is quarantined: " + q->second.reason +
+                                  "; delete it (shmbus --bus " + config_.bus + " topic delete " +
+                                  req.name + ") and create it again");
+}
+
+control::Message Server::delete_unknown_topic(const Client& c, const control::Message& req) {
+  using control::ErrorCode;
+  const auto id = req.request_id;
+  if (auto ok = log::check_name("topic", req.name); !ok)
+    return control::error_reply(id, ErrorCode::Invalid, ok.error().message);
+  const std::string first = log::ring_path(dir_, req.name, 0);
+  struct stat st {};
+  if (::lstat(first.c_str(), &st) != 0)
+    return control::error_reply(id, ErrorCode::NotFound, "no topic " + req.name);
+  if (c.uid != 0 && c.uid != st.st_uid)
+    return control::error_reply(id, ErrorCode::Denied,
+                                "only root or the owner of " + first + " may delete topic " +
+                                    req.name + ", which shmbusd does not serve");
+  if (auto ok = log::remove_topic_files(dir_, req.name); !ok && ok.error().code != ENOENT)
+    return control::error_reply(id, ErrorCode::Internal, ok.error().message);
+  logf("info", "files of topic " + req.name + ", which shmbusd did not serve, deleted by pid " +
+                   std::to_string(c.pid));
+  control::Message ok;
+  ok.type = control::MsgType::Ok;
+  ok.request_id = id;
+  return ok;
+}
+
 // Marks the registry entry Deleting, removes the files, frees the entry: a
 // daemon that dies in between leaves an entry its successor finishes.
 Outcome Server::delete_topic(const std::string& name) {
-  Topic& t = *topics_.at(name);
-  if (auto ok = record_topic(name, t.options, t.numa_node, t.acl, control::EntryState::Deleting);
-      !ok)
-    return ok.error();
-  topics_.erase(name);
+  if (auto q = quarantined_.find(name); q != quarantined_.end()) {
+    const control::TopicRecord& r = q->second.record;
+    if (auto ok = record_topic(name, r.options, r.numa_node, r.acl, control::EntryState::Deleting);
+        !ok)
+      return ok.error();
+    quarantined_.erase(q);
+  } else {
+    Topic& t = *topics_.at(name);
+    if (auto ok = record_topic(name, t.options, t.numa_node, t.acl, control::EntryState::Deleting);
+        !ok)
+      return ok.error();
+    topics_.erase(name);
+  }
   if (auto ok = log::remove_topic_files(dir_, name); !ok && ok.error().code != ENOENT)
     return ok.error();
   registry_->erase(name);
@@ -676,16 +782,25 @@ Outcome Server::adopt_registry() {
       logf("warning", "topic " + r.name + ": removed what a half-done create or delete left");
       continue;
     }
-    if (auto bad = check_topic(r.options, r.acl, UINT64_MAX))
-      return Error{EPROTO, "registry " + registry_->path() + ": topic " + r.name + ": " + *bad};
+    auto quarantine = [&](const std::string& reason) {
+      logf("error", "topic " + r.name + " is quarantined: " + reason +
+                        "; it is not served until it is deleted (shmbus --bus " + config_.bus +
+                        " topic delete " + r.name + "), which removes its files");
+      quarantined_[r.name] = Quarantined{r, reason};
+    };
+    if (auto bad = check_topic(r.options, r.acl, UINT64_MAX)) {
+      quarantine("its entry in registry " + registry_->path() + " is invalid: " + *bad);
+      continue;
+    }
     if (::access(log::ring_path(dir_, r.name, 0).c_str(), F_OK) != 0) {
       registry_->erase(r.name);
       logf("warning", "topic " + r.name + " is in the registry but its files are gone; dropped");
       continue;
     }
-    if (auto ok = add_topic(r.name, r.options, r.numa_node, r.acl, true); !ok)
-      return Error{ok.error().code, "registry " + registry_->path() + ": topic " + r.name + ": " +
-                                        ok.error().message};
+    if (auto ok = add_topic(r.name, r.options, r.numa_node, r.acl, true); !ok) {
+      quarantine(ok.error().message);
+      continue;
+    }
     logf("info", "topic " + r.name + " (" + std::to_string(r.options.partitions) +
                      " partitions) adopted from the registry");
   }
@@ -700,15 +815,13 @@ void Server::watch_slot_holders() {
       // start_time (stored while Joining) are visible; relaxed for those.
       for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
         log::ProducerSlot& s = ring.producer_slot(i);
-        if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) ==
-            log::SlotState::Active)
+        if (held_by_owner(log::state_of(log::atomic(s.control).load(std::memory_order_acquire))))
           watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
                        log::atomic(s.start_time).load(std::memory_order_relaxed), name);
       }
       for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
         log::CursorSlot& s = ring.cursor_slot(i);
-        if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) ==
-            log::SlotState::Active)
+        if (held_by_owner(log::state_of(log::atomic(s.control).load(std::memory_order_acquire))))
           watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
                        log::atomic(s.start_time).load(std::memory_order_relaxed), name);
       }
@@ -767,14 +880,13 @@ control::Message Server::reattach(Client& c, const control::Message& req) {
     return control::error_reply(id, ErrorCode::Denied,
                                 "uid " + std::to_string(c.uid) + " may not hold a " + what);
   const log::Ring& ring = t.rings[req.partition];
-  const std::uint64_t start = shm::start_time_of(c.pid);
   const auto pid = static_cast<std::uint32_t>(c.pid);
   // Acquire on control: pairs with the owner's CAS to Active (pid and start_time before it).
+  // An Evicted slot is still its owner's: a consumer evicted across a restart re-announces it.
   auto holds = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
-    return log::state_of(log::atomic(control).load(std::memory_order_acquire)) ==
-               log::SlotState::Active &&
+    return held_by_owner(log::state_of(log::atomic(control).load(std::memory_order_acquire))) &&
            log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
-           log::atomic(slot_start).load(std::memory_order_relaxed) == start;
+           log::atomic(slot_start).load(std::memory_order_relaxed) == c.start_time;
   };
   bool held = false;
   for (std::uint32_t i = 0; producer && !held && i < ring.max_producers(); ++i) {

@@ -4,10 +4,13 @@
 //
 // Per client it keeps the peer's SO_PEERCRED identity and the partitions it
 // attached. When a client dies (its pidfd becomes readable; a socket EOF from
-// a client with attachments is followed up through the pidfd, because the
-// socket closes before the process is reaped), the conductor pads over the
-// open claims of dead producers and frees dead consumers' cursor slots on
-// every partition that client attached, at once.
+// a client that still holds a slot of a topic it attached is followed up
+// through the pidfd, because the socket closes before the process is
+// reaped), the conductor pads over the open claims of dead producers and
+// frees dead consumers' cursor slots on every partition that client
+// attached, at once. A socket EOF from a client that left its slots (a
+// closed Producer or Consumer of a live process) forgets the client at once,
+// pidfd and all.
 //
 // The daemon is never on the data path: it hands out file descriptors and
 // supervises; producers and consumers go on if it dies.
@@ -19,7 +22,14 @@
 // died while no daemon ran, and watches the pidfd of every process that still
 // holds a producer or cursor slot (an "adopted" client, without a socket).
 // Clients reconnect by themselves and re-announce their slots (Reattach);
-// from then on their socket's client supervises them.
+// from then on their socket's client supervises them. A registry topic that
+// cannot be adopted (a file damaged or missing, or of another geometry) is
+// quarantined: logged as an error naming the file and what is wrong, left
+// out of ListTopics, and refused (ErrorCode::Quarantined) to every request
+// but DeleteTopic, which removes it; the rest of the bus is served.
+//
+// DeleteTopic also removes the files of a topic the daemon does not know
+// (created on the embedded path while no daemon ran), for root or their owner.
 //
 // A timer scans every topic for hung producers and slow consumers
 // (supervise.hpp) at a 32nd of the shortest configured timeout.
@@ -73,6 +83,7 @@ class Server {
     int sock = -1;
     int pidfd = -1;
     pid_t pid = 0;
+    std::uint64_t start_time = 0;  // of pid, when it connected: slots carry it
     uid_t uid = 0;
     gid_t gid = 0;
     std::vector<gid_t> groups;  // gid and the supplementary groups
@@ -87,6 +98,8 @@ class Server {
   void on_death(std::uint64_t id);
   // Frees dead owners' slots on these topics; returns how many.
   std::uint32_t reap(const std::set<std::string>& topics);
+  // Whether c's process holds a slot (in any state but Free) of a topic it attached.
+  bool holds_slot(const Client& c) const;
   bool send(Client& c, const control::Message& reply, const int* fds = nullptr, int nfds = 0);
   control::Message handle(Client& c, const control::Message& req, int fds[2], int& nfds);
   control::Message create_topic(const Client& c, const control::Message& req);
@@ -94,7 +107,13 @@ class Server {
   Outcome add_topic(const std::string& name, TopicOptions options, int numa,
                     const control::Acl& acl, bool adopt);
   bool granted(const Client& c, const Topic& t, control::Role role) const;
+  // Deletes a served or quarantined topic.
   Outcome delete_topic(const std::string& name);
+  // DeleteTopic of a name the daemon neither serves nor quarantines.
+  control::Message delete_unknown_topic(const Client& c, const control::Message& req);
+  // The error for any request but DeleteTopic naming a quarantined topic;
+  // nullopt when `name` is not quarantined.
+  std::optional<control::Message> refuse_quarantined(const control::Message& req) const;
 
   // --- restart: the registry, and supervision of clients a dead daemon served ---
   // Opens (or creates) the registry and adopts the topics it lists.
@@ -123,6 +142,11 @@ class Server {
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Client> clients_;
   std::map<std::string, std::unique_ptr<Topic>> topics_;
+  struct Quarantined {
+    control::TopicRecord record;  // as the registry lists it
+    std::string reason;           // why it could not be adopted
+  };
+  std::map<std::string, Quarantined> quarantined_;
   std::optional<control::Registry> registry_;
   control::DaemonStats stats_;
   std::vector<std::byte> buf_ = std::vector<std::byte>(control::kMaxMessage + 1);

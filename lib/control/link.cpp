@@ -42,6 +42,19 @@ class Link {
     changed();
   }
 
+  // fork(): the prepare handler locks the link, the parent's unlocks it.
+  void lock_for_fork() { mutex_.lock(); }
+  void unlock_after_fork() { mutex_.unlock(); }
+  // The child's handler: closes the child's copies of the parent's sockets
+  // (the daemon must see a connection close when the parent closes it, not
+  // when a child that never execs exits) and of the wake-up eventfd. The
+  // link is dead in the child from then on: its thread was not forked.
+  void close_in_forked_child() {
+    for (auto& [id, e] : entries_) e.connection.reset();
+    ::close(wake_);
+    mutex_.unlock();
+  }
+
  private:
   static constexpr milliseconds kFirstRetry{10};
   static constexpr milliseconds kMaxRetry{500};
@@ -49,6 +62,7 @@ class Link {
   struct Entry {
     HeldSlot slot;
     std::optional<Connection> connection;  // empty: dropped, reconnecting
+    bool topic_gone = false;  // the daemon serves no such slot (any more): never retried
     Clock::time_point next_attempt{};
     milliseconds backoff = kFirstRetry;
   };
@@ -72,6 +86,7 @@ class Link {
         std::lock_guard lock(mutex_);
         const auto now = Clock::now();
         for (const auto& [id, e] : entries_) {
+          if (e.topic_gone) continue;
           if (e.connection) {
             fds.push_back(pollfd{e.connection->fd(), POLLIN, 0});
             ids.push_back(id);
@@ -111,18 +126,20 @@ class Link {
       std::lock_guard lock(mutex_);
       const auto now = Clock::now();
       for (const auto& [id, e] : entries_)
-        if (!e.connection && e.next_attempt <= now) due.emplace_back(id, e.slot);
+        if (!e.connection && !e.topic_gone && e.next_attempt <= now) due.emplace_back(id, e.slot);
     }
     for (auto& [id, slot] : due) {
-      std::optional<Connection> dialed = reannounce(slot);
+      Reannounced dialed = reannounce(slot);
       std::lock_guard lock(mutex_);
       auto it = entries_.find(id);
       if (it == entries_.end() || it->second.connection) continue;  // left meanwhile
       Entry& e = it->second;
-      if (dialed) {
-        e.connection = std::move(dialed);
+      if (dialed.connection) {
+        e.connection = std::move(dialed.connection);
         e.backoff = kFirstRetry;
         changed();
+      } else if (dialed.topic_gone) {
+        e.topic_gone = true;
       } else {
         e.next_attempt = Clock::now() + e.backoff;
         e.backoff = std::min(e.backoff * 2, kMaxRetry);
@@ -130,20 +147,31 @@ class Link {
     }
   }
 
-  // A new connection on which the daemon accepted the re-announcement. A
-  // refusal (no daemon yet, or it does not see our slot yet) is retried.
-  static std::optional<Connection> reannounce(const HeldSlot& slot) {
+  struct Reannounced {
+    std::optional<Connection> connection;  // the daemon accepted the re-announcement
+    bool topic_gone = false;               // it answered NotFound or Quarantined
+  };
+
+  // Dials the daemon and re-announces `slot`. NotFound (the topic, the
+  // partition or our slot in it is gone) and Quarantined (the topic's files
+  // are damaged) are final; any other failure (no daemon yet, a refusal) is
+  // retried.
+  static Reannounced reannounce(const HeldSlot& slot) {
     auto c = Connection::connect(slot.socket_path,
                                  slot.role == Role::Producer ? "producer" : "consumer");
-    if (!c) return std::nullopt;
+    if (!c) return {};
     Message m;
     m.type = MsgType::Reattach;
     m.name = slot.topic;
     m.partition = slot.partition;
     m.role = slot.role;
     auto r = c->call(std::move(m));
-    if (!r || r->message.type != MsgType::Ok) return std::nullopt;
-    return std::move(c).value();
+    if (!r) return {};
+    if (r->message.type == MsgType::Error)
+      return {std::nullopt,
+              r->message.code == ErrorCode::NotFound || r->message.code == ErrorCode::Quarantined};
+    if (r->message.type != MsgType::Ok) return {};
+    return {std::move(c).value(), false};
   }
 
   std::mutex mutex_;
@@ -156,20 +184,30 @@ class Link {
 namespace {
 
 // The process's link. Never destroyed: its thread runs until the process
-// exits. A forked child forgets (and leaks) its parent's, whose thread it
-// does not have; the parent's Supervision objects in the child then point at
-// a link that is not current, and leave it alone.
+// exits. A forked child closes its copies of the parent's connections and
+// forgets (and leaks) the parent's link, whose thread it does not have; the
+// parent's Supervision objects in the child then point at a link that is not
+// current, and leave it alone. Lock order: g_mutex, then the link's mutex.
 std::mutex g_mutex;
 Link* g_link = nullptr;
 
 Link& current_link() {
   static std::once_flag once;
   std::call_once(once, [] {
-    ::pthread_atfork([] { g_mutex.lock(); }, [] { g_mutex.unlock(); },
-                     [] {
-                       g_link = nullptr;
-                       g_mutex.unlock();
-                     });
+    ::pthread_atfork(
+        [] {
+          g_mutex.lock();
+          if (g_link != nullptr) g_link->lock_for_fork();
+        },
+        [] {
+          if (g_link != nullptr) g_link->unlock_after_fork();
+          g_mutex.unlock();
+        },
+        [] {
+          if (g_link != nullptr) g_link->close_in_forked_child();
+          g_link = nullptr;
+          g_mutex.unlock();
+        });
   });
   std::lock_guard lock(g_mutex);
   if (g_link == nullptr) g_link = new Link();

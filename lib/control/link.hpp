@@ -7,12 +7,17 @@
 // and living until the process exits: it polls the connections it was handed
 // (the daemon never writes to them unasked, so any readiness is a hang-up),
 // and when one drops it reconnects with backoff (10 ms, doubling to 500 ms,
-// for as long as the slot is held) and re-announces the slot with Reattach.
+// for as long as the slot is held, unless the daemon answers that the topic
+// or the slot is gone: NotFound) and re-announces the slot with Reattach;
+// each attempt waits at most the client timeout (client.hpp), so a stopped
+// daemon delays the link, never hangs it.
 // The data path never waits for any of this: a producer or consumer touches
 // only shared memory; the link thread owns the sockets.
 //
-// After fork() the child starts a link of its own when it needs one; the
-// parent's link (its thread did not survive the fork) is left alone.
+// After fork() the child closes its copies of the parent's connections (the
+// daemon sees them close when the parent closes them) and starts a link of
+// its own when it needs one; the parent's link (its thread did not survive
+// the fork) is left alone.
 //
 // Concurrency: Supervision objects may be created and destroyed from any
 // thread; one object is used by one thread at a time.

@@ -184,6 +184,8 @@ const char* to_string(ErrorCode c) noexcept {
       return "denied";
     case ErrorCode::Internal:
       return "internal";
+    case ErrorCode::Quarantined:
+      return "quarantined";
   }
   return "unknown error";
 }

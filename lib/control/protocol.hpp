@@ -29,6 +29,9 @@
 //   Hello           str client_name               -> Ok: u32 daemon_pid, str bus
 //   CreateTopic     str topic, opts, acl          -> Ok (empty)
 //   DeleteTopic     str topic                     -> Ok (empty)
+//                   Also removes a quarantined topic, and the files of a
+//                   topic the daemon does not know (made without a daemon):
+//                   root or the owner of its files only.
 //   DescribeTopic   str topic                     -> Described: opts, acl, u32 n,
 //                                                    n x (u64 tail, u32 producers, u32 consumers)
 //   ListTopics      (empty)                       -> Listed: u32 n, n x str
@@ -126,6 +129,8 @@ enum class ErrorCode : std::uint32_t {
   Exists = 10,     // topic exists already
   Denied = 11,     // the ACL does not grant it
   Internal = 12,   // the daemon failed (the text says how)
+  Quarantined =
+      13,  // the topic's files are damaged (the text says how); only DeleteTopic is served
 };
 const char* to_string(ErrorCode c) noexcept;
 

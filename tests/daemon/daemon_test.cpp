@@ -32,6 +32,7 @@
 #include "control/protocol.hpp"
 #include "log/layout.hpp"
 #include "log/ring.hpp"
+#include "log/topic_files.hpp"
 #include "shmbus/shmbus.hpp"
 
 namespace shmbus::control {
@@ -77,6 +78,28 @@ std::string slurp(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// How many descriptors process `pid` has open.
+std::size_t open_fds(pid_t pid) {
+  const auto dir = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd");
+  return static_cast<std::size_t>(std::distance(begin(dir), end(dir)));
+}
+
+DaemonStats stats_of(Connection& c) {
+  Message m;
+  m.type = MsgType::Stats;
+  auto r = c.call(m);
+  EXPECT_TRUE(r && r->message.type == MsgType::StatsReply);
+  return r && r->message.type == MsgType::StatsReply ? r->message.stats : DaemonStats{};
+}
+
+// Polls `done` every millisecond for up to `limit`; its last answer.
+template <class Done>
+bool wait_until(Done done, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (!done() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  return done();
+}
+
 class Daemon : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -90,6 +113,7 @@ class Daemon : public ::testing::Test {
   }
   void TearDown() override {
     ::unsetenv("SHMBUS_SOCKET");  // set by tests of the client library, even when they fail
+    ::unsetenv("SHMBUS_DAEMON_TIMEOUT_MS");
     stop();
     std::filesystem::remove_all(dir_);
   }
@@ -113,6 +137,7 @@ class Daemon : public ::testing::Test {
   }
   void stop() {
     if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);  // in case a test stopped it
     ::kill(pid_, SIGTERM);
     EXPECT_EQ(wait_exit(pid_), 0) << slurp(dir_ + "/daemon.log");
     pid_ = -1;
@@ -1300,6 +1325,258 @@ TEST_F(Daemon, TopicApiGoesThroughTheDaemon) {
   EXPECT_EQ(refused.error().code, EINVAL);
   EXPECT_NE(refused.error().message.find("huge_pages"), std::string::npos);
   ::unsetenv("SHMBUS_SOCKET");
+}
+
+// Each Producer and Consumer attaches over a connection of its own, which
+// closing it closes: a process that opens and closes them again and again
+// leaves the daemon's descriptors and its count of clients where they were.
+TEST_F(Daemon, ClosedProducersAndConsumersLeaveNothingInTheDaemon) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("churn"))->message.type, MsgType::Ok);
+  const std::size_t fds_before = open_fds(pid_);
+  const std::uint32_t clients_before = stats_of(c).clients;
+  for (int i = 0; i < 200; ++i) {
+    auto consumer = Consumer::open(bus_, "churn");
+    ASSERT_TRUE(consumer) << "consumer " << i << ": " << consumer.error().message;
+  }
+  for (int i = 0; i < 20; ++i) {
+    auto producer = Producer::open(bus_, "churn");
+    ASSERT_TRUE(producer) << "producer " << i << ": " << producer.error().message;
+  }
+  EXPECT_TRUE(wait_until([&] { return stats_of(c).clients == clients_before; }, 5s))
+      << stats_of(c).clients << " clients, " << clients_before << " before";
+  EXPECT_TRUE(wait_until([&] { return open_fds(pid_) == fds_before; }, 5s))
+      << open_fds(pid_) << " descriptors open in shmbusd, " << fds_before << " before";
+}
+
+// A child forked without exec closes its copies of its parent's control
+// connections: the daemon sees the parent's consumer leave when the parent
+// closes it, not when the child exits.
+TEST_F(Daemon, ForkedChildDoesNotKeepItsParentsConnectionsOpen) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("forked"))->message.type, MsgType::Ok);
+  const std::uint32_t clients_before = stats_of(c).clients;
+  pid_t child = -1;
+  {
+    auto consumer = Consumer::open(bus_, "forked");
+    ASSERT_TRUE(consumer) << consumer.error().message;
+    EXPECT_EQ(stats_of(c).clients, clients_before + 1);
+    child = ::fork();
+    if (child == 0)
+      for (;;) ::pause();
+  }
+  EXPECT_TRUE(wait_until([&] { return stats_of(c).clients == clients_before; }, 5s))
+      << "the child keeps its parent's connection to shmbusd open";
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
+}
+
+// A consumer evicted for being slow still holds its slot (Evicted) until it
+// leaves: a daemon restarted meanwhile watches it and takes its
+// re-announcement, and frees the slot when the consumer dies.
+TEST_F(Daemon, ConsumerEvictedAcrossARestartIsTakenBack) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  Connection c = connect();
+  auto req = create_request("ev");
+  req.options.slow_consumer_timeout_ms = 100;
+  ASSERT_EQ(c.call(req)->message.type, MsgType::Ok);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ready[0]);
+    auto consumer = Consumer::open("test", "ev");  // never polls: slow
+    if (!consumer) ::_exit(3);
+    if (::write(ready[1], "1", 1) != 1) ::_exit(4);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "child failed";
+  ::close(ready[0]);
+  {
+    auto producer = Producer::open(bus_, "ev");
+    ASSERT_TRUE(producer) << producer.error().message;
+    const std::string m(40, 'e');
+    const auto payload = std::as_bytes(std::span(m.data(), m.size()));
+    Status st;
+    while ((st = producer->offer(payload)) == Status::Ok) {
+    }
+    ASSERT_EQ(st, Status::Full);
+    ASSERT_TRUE(wait_until([&] { return producer->offer(payload) == Status::Ok; }, 10s))
+        << "the consumer was not evicted";
+  }
+  EXPECT_EQ(stats_of(c).evicted_consumers, 1u);
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  start();
+  Connection again = connect();
+  EXPECT_NE(slurp(dir_ + "/daemon.log").find("watching 1 process(es)"), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  const std::string announced =
+      "pid " + std::to_string(child) + " re-announced its consumer slot in ev.0";
+  EXPECT_TRUE(wait_until(
+      [&] { return slurp(dir_ + "/daemon.log").find(announced) != std::string::npos; }, 10s))
+      << slurp(dir_ + "/daemon.log");
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
+  EXPECT_TRUE(wait_until([&] { return stats_of(again).reaped_consumers == 1; }, 10s));
+}
+
+// A slot whose topic is gone when the daemon comes back (its files were
+// removed while no daemon ran) is re-announced once: the link takes the
+// daemon's NotFound as final and stops dialling.
+TEST_F(Daemon, LinkStopsReannouncingASlotWhoseTopicIsGone) {
+  start();
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  ASSERT_EQ(connect().call(create_request("gone"))->message.type, MsgType::Ok);
+  auto consumer = Consumer::open(bus_, "gone");
+  ASSERT_TRUE(consumer) << consumer.error().message;
+  ::kill(pid_, SIGKILL);
+  EXPECT_EQ(wait_exit(pid_), 128 + SIGKILL);
+  pid_ = -1;
+  ASSERT_TRUE(log::remove_topic_files(root_ + "/" + bus_, "gone"));
+  start();
+  Connection again = connect();
+  ASSERT_TRUE(wait_until([&] { return stats_of(again).errors >= 1; }, 10s))
+      << "the link did not re-announce the slot";
+  const DaemonStats refused = stats_of(again);
+  std::this_thread::sleep_for(1500ms);  // three of the link's longest backoffs
+  const DaemonStats later = stats_of(again);
+  EXPECT_EQ(later.errors, refused.errors) << "the link retries a slot whose topic is gone";
+  EXPECT_EQ(later.requests, refused.requests + 1) << "only this Stats request";
+}
+
+// A registry topic whose files are damaged, missing or of another geometry
+// is quarantined at restart: the daemon logs it naming the file and what is
+// wrong, serves the other topics, refuses the quarantined one with how to fix
+// it, and deletes it when asked.
+TEST_F(Daemon, RestartQuarantinesDamagedTopicsAndServesTheRest) {
+  start();
+  {
+    Connection c = connect();
+    for (const char* name : {"good", "damaged", "partial", "resized"})  // registry entries 0..3
+      ASSERT_EQ(c.call(create_request(name, 2))->message.type, MsgType::Ok);
+  }
+  stop();
+  const std::string bus_dir = root_ + "/" + bus_;
+  {
+    std::fstream f(bus_dir + "/damaged.0.log", std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint32_t not_magic = 0;
+    f.write(reinterpret_cast<const char*>(&not_magic), sizeof not_magic);
+  }
+  ASSERT_TRUE(std::filesystem::remove(bus_dir + "/partial.1.log"));
+  {
+    std::fstream f(bus_dir + "/registry", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(256 + 3 * 1536 + 216);  // entry 3 ("resized"): segment_bytes
+    const std::uint64_t other = 8192;
+    f.write(reinterpret_cast<const char*>(&other), sizeof other);
+  }
+  start();
+  Connection c = connect();
+  const std::string log = slurp(dir_ + "/daemon.log");
+  EXPECT_NE(log.find("topic damaged is quarantined: " + bus_dir + "/damaged.0.log"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("topic partial is quarantined: " + bus_dir + "/partial.1.log"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("topic resized is quarantined: " + bus_dir +
+                     "/resized.0.log exists with another geometry: segment_bytes 4096, not 8192"),
+            std::string::npos)
+      << log;
+  Message list;
+  list.type = MsgType::ListTopics;
+  EXPECT_EQ(c.call(list)->message.names, std::vector<std::string>{"good"});
+  auto r = c.call(named(MsgType::AttachConsumer, "good", 1));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Attached) << r->message.text;
+  for (const char* name : {"damaged", "partial", "resized"}) {
+    for (MsgType t : {MsgType::AttachConsumer, MsgType::AttachProducer, MsgType::DescribeTopic}) {
+      r = c.call(named(t, name));
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->message.code, ErrorCode::Quarantined) << r->message.text;
+      EXPECT_NE(r->message.text.find("topic " + std::string(name) + " is quarantined"),
+                std::string::npos)
+          << r->message.text;
+      EXPECT_NE(r->message.text.find("topic delete " + std::string(name)), std::string::npos)
+          << r->message.text;
+    }
+    r = c.call(named(MsgType::DeleteTopic, name));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+    EXPECT_FALSE(std::filesystem::exists(bus_dir + "/" + name + ".0.log"));
+  }
+  ASSERT_EQ(c.call(create_request("damaged"))->message.type, MsgType::Ok) << "made again";
+  stop();
+  start();
+  EXPECT_EQ(slurp(dir_ + "/daemon.log").find("quarantined"), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  EXPECT_EQ(connect().call(list)->message.names, (std::vector<std::string>{"damaged", "good"}));
+}
+
+// DeleteTopic of a topic the daemon does not serve, whose files were made on
+// the embedded path while no daemon ran, removes the files.
+TEST_F(Daemon, DeleteRemovesFilesOfATopicTheDaemonDoesNotServe) {
+  start();
+  TopicOptions o;
+  o.partitions = 2;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  const std::string bus_dir = root_ + "/" + bus_;
+  ASSERT_TRUE(log::create_topic_files(bus_dir, "orphan", o));
+  ASSERT_TRUE(std::filesystem::exists(bus_dir + "/orphan.1.log"));
+  Connection c = connect();
+  auto r = c.call(named(MsgType::DeleteTopic, "orphan"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+  EXPECT_FALSE(std::filesystem::exists(bus_dir + "/orphan.0.log"));
+  EXPECT_FALSE(std::filesystem::exists(bus_dir + "/orphan.1.log"));
+  r = c.call(named(MsgType::DeleteTopic, "orphan"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.code, ErrorCode::NotFound) << r->message.text;
+  r = c.call(named(MsgType::DeleteTopic, "../" + bus_ + "/registry"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.code, ErrorCode::Invalid) << r->message.text;
+}
+
+// A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
+// Producer::open and Topic::create give up after the timeout with an error
+// that names the socket; continued, the daemon serves them again.
+TEST_F(Daemon, StoppedDaemonTimesOutItsClients) {
+  start();
+  ASSERT_EQ(connect().call(create_request("t"))->message.type, MsgType::Ok);
+  ::setenv("SHMBUS_SOCKET", socket_.c_str(), 1);
+  ::setenv("SHMBUS_DAEMON_TIMEOUT_MS", "200", 1);
+  ASSERT_EQ(::kill(pid_, SIGSTOP), 0);
+  const std::string expected = "shmbusd at " + socket_ + " did not answer within 200 ms";
+  const auto t0 = Clock::now();
+  auto consumer = Consumer::open(bus_, "t");
+  const double consumer_ms = ms_since(t0);
+  auto producer = Producer::open(bus_, "t");
+  shmbus::TopicOptions o;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  auto made = shmbus::Topic::create(bus_, "other", o);
+  const double all_ms = ms_since(t0);
+  ::kill(pid_, SIGCONT);
+  ASSERT_FALSE(consumer);
+  EXPECT_EQ(consumer.error().code, ETIMEDOUT);
+  EXPECT_NE(consumer.error().message.find(expected), std::string::npos) << consumer.error().message;
+  EXPECT_LT(consumer_ms, 1000.0);
+  ASSERT_FALSE(producer);
+  EXPECT_NE(producer.error().message.find(expected), std::string::npos) << producer.error().message;
+  ASSERT_FALSE(made);
+  EXPECT_NE(made.error().message.find(expected), std::string::npos) << made.error().message;
+  EXPECT_LT(all_ms, 3000.0);
+  auto served = Consumer::open(bus_, "t");
+  EXPECT_TRUE(served) << served.error().message;
 }
 
 }  // namespace
