@@ -136,14 +136,6 @@ const char* to_string(Target t) {
 
 class CorruptionTest : public testing::TestBus {
  protected:
-  std::optional<log::Ring> open_ring(std::string_view topic = "t") {
-    auto r = log::Ring::open(shm::bus_directory(bus), topic, 0, /*writable_log=*/true, false);
-    if (!r) {
-      ADD_FAILURE() << r.error().message;
-      return std::nullopt;
-    }
-    return std::move(r).value();
-  }
   std::optional<Consumer> open_consumer(const ConsumerOptions& o = {}) {
     auto c = Consumer::open(bus, "t", o);
     if (!c) {

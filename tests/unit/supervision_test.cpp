@@ -46,14 +46,6 @@ TopicOptions small(Policy policy) {
 
 class SupervisionTest : public testing::TestBus {
  protected:
-  std::optional<log::Ring> open_ring(std::string_view topic = "t") {
-    auto r = log::Ring::open(shm::bus_directory(bus), topic, 0, /*writable_log=*/true, false);
-    if (!r) {
-      ADD_FAILURE() << r.error().message;
-      return std::nullopt;
-    }
-    return std::move(r).value();
-  }
   // Polls until Empty (or another status); returns the payloads.
   static std::vector<std::string> drain(Consumer& c, Status* last = nullptr) {
     std::vector<std::string> got;

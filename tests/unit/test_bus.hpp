@@ -1,4 +1,5 @@
-// tests/unit/test_bus.hpp — a private bus directory per test, removed afterwards.
+// tests/unit/test_bus.hpp — a private bus directory per test, removed
+// afterwards, and a white-box view of a partition in it.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -6,8 +7,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 
+#include "log/ring.hpp"
 #include "shmbus/shmbus.hpp"
 
 namespace shmbus::testing {
@@ -24,6 +28,16 @@ class TestBus : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(root_); }
 
   std::string dir() const { return root_ + "/" + bus; }
+  // Partition 0 of `topic`, mapped as a producer maps it (the log writable),
+  // for tests that set shared words by hand; a failure is reported and nullopt.
+  std::optional<log::Ring> open_ring(std::string_view topic = "t") const {
+    auto r = log::Ring::open(dir(), topic, 0, /*writable_log=*/true, false);
+    if (!r) {
+      ADD_FAILURE() << r.error().message;
+      return std::nullopt;
+    }
+    return std::move(r).value();
+  }
   const char* bus = "test";
   std::string root_;
 };

@@ -148,15 +148,6 @@ shm::ProcessId exited_process() {
 
 class WhiteboxTest : public testing::TestBus {
  protected:
-  std::optional<log::Ring> open_ring(std::string_view topic = "t") {
-    auto r = log::Ring::open(shm::bus_directory(bus), topic, 0, /*writable_log=*/true, false);
-    if (!r) {
-      ADD_FAILURE() << r.error().message;
-      return std::nullopt;
-    }
-    return std::move(r).value();
-  }
-
   void wrap_around(Policy policy, bool exclusive);
 };
 
