@@ -2,6 +2,7 @@
 // properties, claim/commit/abort, seek, policies.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -98,57 +99,61 @@ TEST_F(RingTest, ClaimCommitAbort) {
   EXPECT_EQ(drain(*c), (std::vector<std::string>{"hello", "after"}));
 }
 
-// Both producer kinds: an exclusive producer's offer has a fast path of its own.
-TEST_F(RingTest, TooLargeEmptyAndSegmentPadding) {
-  for (bool exclusive : {false, true}) {
-    SCOPED_TRACE(exclusive ? "exclusive producer" : "shared producer");
-    const std::string topic = exclusive ? "ex" : "sh";
-    ASSERT_TRUE(Topic::create(bus, topic, small(Policy::Block, exclusive)));
-    auto c = Consumer::open(bus, topic);
-    auto p = Producer::open(bus, topic);
-    ASSERT_TRUE(c && p);
-    EXPECT_EQ(p->max_payload(), 4096u - 24);
-    std::string big(p->max_payload() + 1, 'x');
-    EXPECT_EQ(p->offer(bytes(big)), Status::TooLarge);
-    ASSERT_EQ(p->offer({}), Status::Ok);
-    EXPECT_EQ(drain(*c), std::vector<std::string>{""});
-    // 1100-byte payloads make 1152-byte frames, which do not divide a 4096-byte
-    // segment: claims cross segment ends and become PAD.
-    std::string m(1100, 'y');
-    for (int i = 0; i < 6; ++i) {
-      ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
-      auto got = drain(*c);
-      ASSERT_EQ(got.size(), 1u);
-      EXPECT_EQ(got[0], m);
-    }
-    Claim cl;
-    ASSERT_EQ(p->claim(4096 - 24, cl), Status::Ok) << "a frame of a whole segment";
-    EXPECT_EQ(cl.position % 4096, 0u);
-    const std::uint64_t last = cl.position;
-    ASSERT_EQ(p->commit(cl), Status::Ok);
-    EXPECT_EQ(drain(*c).size(), 1u);
-    EXPECT_EQ(c->position(), last + 4096);
+// Both producer kinds (the parameter: exclusive_producer): an exclusive
+// producer's offer has a fast path of its own.
+class ProducerKindTest : public RingTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    RingTest::SetUp();
+    ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block, GetParam())));
+    auto consumer = Consumer::open(bus, "t");
+    auto producer = Producer::open(bus, "t");
+    ASSERT_TRUE(consumer && producer);
+    c.emplace(std::move(consumer).value());
+    p.emplace(std::move(producer).value());
   }
+  std::optional<Consumer> c;
+  std::optional<Producer> p;
+};
+INSTANTIATE_TEST_SUITE_P(, ProducerKindTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& kind) {
+                           return kind.param ? "Exclusive" : "Shared";
+                         });
+
+TEST_P(ProducerKindTest, TooLargeEmptyAndSegmentPadding) {
+  EXPECT_EQ(p->max_payload(), 4096u - 24);
+  std::string big(p->max_payload() + 1, 'x');
+  EXPECT_EQ(p->offer(bytes(big)), Status::TooLarge);
+  ASSERT_EQ(p->offer({}), Status::Ok);
+  EXPECT_EQ(drain(*c), std::vector<std::string>{""});
+  // 1100-byte payloads make 1152-byte frames, which do not divide a 4096-byte
+  // segment: claims cross segment ends and become PAD.
+  std::string m(1100, 'y');
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
+    auto got = drain(*c);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0], m);
+  }
+  Claim cl;
+  ASSERT_EQ(p->claim(4096 - 24, cl), Status::Ok) << "a frame of a whole segment";
+  EXPECT_EQ(cl.position % 4096, 0u);
+  const std::uint64_t last = cl.position;
+  ASSERT_EQ(p->commit(cl), Status::Ok);
+  EXPECT_EQ(drain(*c).size(), 1u);
+  EXPECT_EQ(c->position(), last + 4096);
 }
 
-TEST_F(RingTest, BlockPolicyNeverOverwritesUnreadData) {
-  for (bool exclusive : {false, true}) {
-    SCOPED_TRACE(exclusive ? "exclusive producer" : "shared producer");
-    const std::string topic = exclusive ? "ex" : "sh";
-    ASSERT_TRUE(Topic::create(bus, topic, small(Policy::Block, exclusive)));
-    auto c = Consumer::open(bus, topic);
-    auto p = Producer::open(bus, topic);
-    ASSERT_TRUE(c && p);
-    std::string m(100, 'z');  // 128-byte frames: 128 per ring
-    int sent = 0;
-    while (p->offer(bytes(m)) == Status::Ok) ++sent;
-    EXPECT_EQ(sent, 4 * 4096 / 128);
-    EXPECT_EQ(p->offer(bytes(m)), Status::Full);
-    EXPECT_EQ(drain(*c, 1).size(), 1u);
-    EXPECT_EQ(p->offer(bytes(m)), Status::Ok) << "one frame read frees one frame";
-    EXPECT_EQ(p->offer(bytes(m)), Status::Full);
-    EXPECT_EQ(drain(*c, 10000).size(), static_cast<std::size_t>(sent));
-  }
+TEST_P(ProducerKindTest, BlockPolicyNeverOverwritesUnreadData) {
+  std::string m(100, 'z');  // 128-byte frames: 128 per ring
+  int sent = 0;
+  while (p->offer(bytes(m)) == Status::Ok) ++sent;
+  EXPECT_EQ(sent, 4 * 4096 / 128);
+  EXPECT_EQ(p->offer(bytes(m)), Status::Full);
+  EXPECT_EQ(drain(*c, 1).size(), 1u);
+  EXPECT_EQ(p->offer(bytes(m)), Status::Ok) << "one frame read frees one frame";
+  EXPECT_EQ(p->offer(bytes(m)), Status::Full);
+  EXPECT_EQ(drain(*c, 10000).size(), static_cast<std::size_t>(sent));
 }
 
 TEST_F(RingTest, BlockPolicyWithoutConsumersRunsFree) {
