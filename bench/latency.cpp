@@ -487,7 +487,7 @@ TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, std:
 // A shmbus channel on two fresh topics of `topics`.
 std::unique_ptr<Channel> shmbus_channel(BenchTopics& topics, std::string name, std::uint32_t size,
                                         bool timestamps, bool futex, bool claim,
-                                        std::uint64_t gap_us) {
+                                        std::uint64_t gap_us, bool echo_frame_length = false) {
   static int serial = 0;
   const std::string base = format("rt%d", serial++);
   topics.create(base + ".ping", latency_topic());
@@ -495,8 +495,8 @@ std::unique_ptr<Channel> shmbus_channel(BenchTopics& topics, std::string name, s
   return std::make_unique<ShmbusChannel>(
       std::move(name),
       ShmbusRt{topics.bus(), base + ".ping", base + ".pong", size, timestamps,
-               futex ? shmbus::WaitStrategy::Futex : shmbus::WaitStrategy::BusySpin, claim,
-               gap_us});
+               futex ? shmbus::WaitStrategy::Futex : shmbus::WaitStrategy::BusySpin, claim, gap_us,
+               echo_frame_length});
 }
 
 std::vector<RtResult> rt_suite(const Config& cfg, Control* ctl, const char* group,
@@ -652,6 +652,8 @@ int run(int argc, char** argv) {
           false, false, claim, 0));
       chans.push_back(shmbus_channel(topics, claim ? "shmbus claim (ts on)" : "shmbus (ts on)",
                                      size, true, false, claim, 0));
+      chans.push_back(shmbus_channel(topics, "shmbus (ts off, echo sized by frame)", size, false,
+                                     false, claim, 0, true));
       if (cfg.publish == Publish::Both) {
         chans.push_back(
             shmbus_channel(topics, "shmbus claim+commit (ts on)", size, true, false, true, 0));
