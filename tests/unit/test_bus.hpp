@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -20,8 +21,10 @@ namespace shmbus::testing {
 class TestBus : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = "/dev/shm/shmbus-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    // A parametrized test's name has a '/' ("Test/Param"): one directory.
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '.');
+    root_ = "/dev/shm/shmbus-test-" + std::to_string(::getpid()) + "-" + name;
     std::filesystem::remove_all(root_);
     ::setenv("SHMBUS_SHM_ROOT", root_.c_str(), 1);
   }
