@@ -652,8 +652,10 @@ int run(int argc, char** argv) {
           false, false, claim, 0));
       chans.push_back(shmbus_channel(topics, claim ? "shmbus claim (ts on)" : "shmbus (ts on)",
                                      size, true, false, claim, 0));
-      chans.push_back(shmbus_channel(topics, "shmbus (ts off, echo sized by frame)", size, false,
-                                     false, claim, 0, true));
+      chans.push_back(shmbus_channel(topics,
+                                     claim ? "shmbus claim (ts off, echo sized by frame)"
+                                           : "shmbus (ts off, echo sized by frame)",
+                                     size, false, false, claim, 0, true));
       if (cfg.publish == Publish::Both) {
         chans.push_back(
             shmbus_channel(topics, "shmbus claim+commit (ts on)", size, true, false, true, 0));

@@ -63,8 +63,8 @@ struct ShmbusRt {
   std::uint64_t gap_us = 0;                    // A sleeps this long before each round trip
   // B echoes m.payload (sized by the frame's length field) instead of the
   // message size both sides know, which is what the bare SPSC ring's echo
-  // copies. On this VM the copy that waits for the length load costs about
-  // a fifth of a 64 B round trip (bench/latency.cpp's "echo sized by frame").
+  // copies. On this VM the copy that waits for the length load costs a tenth
+  // to a fifth of a 64 B round trip (bench/latency.cpp's "echo sized by frame").
   bool echo_frame_length = false;
 };
 
