@@ -386,9 +386,22 @@ void Server::on_death(std::uint64_t id) {
   auto it = clients_.find(id);
   if (it == clients_.end()) return;
   Client& c = it->second;
+  const std::uint32_t freed = reap(c.attached);
+  // The pidfd turns readable as the process exits, a moment before /proc
+  // shows it dead: reap() may still find it alive and leave its slots (seen
+  // under load). The pidfd stays readable (level-triggered), so we come back
+  // at once, for at most kExitGrace in case /proc never agrees.
+  if (freed == 0 && holds_slot(c)) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!c.exit_seen) c.exit_seen = now;
+    if (now - *c.exit_seen < kExitGrace) return;
+    logf("warning", "pid " + std::to_string(c.pid) +
+                        " exited (its pidfd says so) but /proc still shows it running; "
+                        "its slots are freed by a later reap");
+  }
   // A client that left its slots first (closed its producers and consumers)
   // leaves nothing to free and nothing to log.
-  if (reap(c.attached) > 0)
+  if (freed > 0)
     logf("info", "client pid " + std::to_string(c.pid) + " died holding slots; they were freed");
   if (c.sock >= 0) ::close(c.sock);  // closing removes it from the epoll set
   if (c.pidfd >= 0) ::close(c.pidfd);
@@ -852,6 +865,7 @@ void Server::watch_holder(std::uint32_t pid, std::uint64_t start_time, const std
   const std::uint64_t id = next_id_++;
   Client c;
   c.pid = static_cast<pid_t>(pid);
+  c.start_time = start_time;
   c.pidfd = pidfd;
   c.adopted = true;
   c.attached.insert(topic);

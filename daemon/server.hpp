@@ -37,6 +37,7 @@
 // Concurrency: Server is used by the one thread that calls run().
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -90,7 +91,10 @@ class Server {
     bool hello = false;
     bool adopted = false;            // no socket: a slot holder found by a starting daemon
     std::set<std::string> attached;  // topic names
+    // When its pidfd first said it exited while /proc still showed it (on_death).
+    std::optional<std::chrono::steady_clock::time_point> exit_seen;
   };
+  static constexpr std::chrono::seconds kExitGrace{1};
 
   void accept_clients();
   void serve(std::uint64_t id);

@@ -1054,7 +1054,7 @@ TEST_F(Daemon, RestartedDaemonWatchesSlotHoldersItFindsInSharedMemory) {
   EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
   const auto t0 = Clock::now();
   while (consumers() != 0 && Clock::now() - t0 < 10s) std::this_thread::sleep_for(100us);
-  EXPECT_EQ(consumers(), 0u);
+  EXPECT_EQ(consumers(), 0u) << slurp(dir_ + "/daemon.log");
   Message s;
   s.type = MsgType::Stats;
   auto r = again.call(s);
