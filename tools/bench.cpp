@@ -88,6 +88,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
   bench::set_tight_spin(false);
   bench::setup_signals();
   const double ns_per_tick = bench::calibrate_ns_per_tick(std::chrono::milliseconds(50));
+  const double tick_step = bench::calibrate_tick_step();
   const std::uint64_t period = bench::period_ticks(o.rate, ns_per_tick);
 
   RootGuard root_guard;
@@ -178,6 +179,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
     j["warmup"] = warmup;
     j["clock"] = bench::kClockName;
     j["ns_per_tick"] = ns_per_tick;
+    j["tick_step"] = tick_step;
     j["results"] = nlohmann::json::array();
     for (const Row& r : rows) {
       nlohmann::json x;
@@ -187,7 +189,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
       x["lost"] = r.lost;
       x["seconds"] = r.seconds;
       x["msgs_per_s"] = r.msgs_per_s();
-      x["latency_ns"] = summary_json(bench::summarize(r.hist, ns_per_tick));
+      x["latency_ns"] = summary_json(bench::summarize(r.hist, ns_per_tick, tick_step));
       x["hgrm"] = r.hgrm.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.hgrm);
       j["results"].push_back(x);
     }
@@ -203,7 +205,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
   std::printf("%8s %10s %8s %8s %8s %8s %8s %8s %9s %12s %8s\n", "payload", "count", "min", "p50",
               "p90", "p99", "p99.9", "p99.99", "max", rtt ? "rt/s" : "msgs/s", "lost");
   for (const Row& r : rows) {
-    const Summary s = bench::summarize(r.hist, ns_per_tick);
+    const Summary s = bench::summarize(r.hist, ns_per_tick, tick_step);
     std::printf("%8u %10llu %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %9.0f %12.0f %8llu\n", r.size,
                 static_cast<unsigned long long>(r.received), s.min, s.p50, s.p90, s.p99, s.p999,
                 s.p9999, s.max, r.msgs_per_s(), static_cast<unsigned long long>(r.lost));

@@ -9,9 +9,20 @@
 
 namespace shmbus::bench {
 
+namespace {
+// Slots of `slot_bytes` in about `ring_bytes` (at least two), and the pages
+// of a mapping with one page of indices before them.
+std::uint64_t slot_count(std::uint64_t slot_bytes, std::uint64_t ring_bytes) {
+  return std::max<std::uint64_t>(2, ring_bytes / slot_bytes);
+}
+std::size_t mapping_bytes(std::uint64_t slot_bytes, std::uint64_t ring_bytes) {
+  return static_cast<std::size_t>(
+      (4096 + slot_count(slot_bytes, ring_bytes) * slot_bytes + 4095) & ~4095ull);
+}
+}  // namespace
+
 std::size_t BareRing::bytes_for(std::uint32_t payload, std::uint64_t ring_bytes) {
-  const std::uint64_t n = std::max<std::uint64_t>(2, ring_bytes / slot_size(payload));
-  return static_cast<std::size_t>((4096 + n * slot_size(payload) + 4095) & ~4095ull);  // page
+  return mapping_bytes(slot_size(payload), ring_bytes);
 }
 
 BareRing BareRing::at(std::byte* base, std::uint32_t payload, std::uint64_t ring_bytes) {
@@ -19,7 +30,21 @@ BareRing BareRing::at(std::byte* base, std::uint32_t payload, std::uint64_t ring
   r.head = new (base) Head{};
   r.slots = base + 4096;
   r.slot_bytes = slot_size(payload);
-  r.count = std::max<std::uint64_t>(2, ring_bytes / r.slot_bytes);
+  r.count = slot_count(r.slot_bytes, ring_bytes);
+  return r;
+}
+
+std::size_t IndexRing::bytes_for(std::uint32_t payload, std::uint64_t ring_bytes) {
+  return mapping_bytes(slot_size(payload), ring_bytes);
+}
+
+IndexRing IndexRing::at(std::byte* base, std::uint32_t payload, std::uint64_t ring_bytes) {
+  IndexRing r;
+  r.written = new (base) Index{};
+  r.consumed = new (base + sizeof(Index)) Index{};
+  r.slots = base + 4096;
+  r.slot_bytes = slot_size(payload);
+  r.count = slot_count(r.slot_bytes, ring_bytes);
   return r;
 }
 
@@ -51,26 +76,30 @@ void LineChannel::echo(std::uint64_t n, bool) {
   }
 }
 
-SpscChannel::SpscChannel(std::uint32_t size)
-    : Channel("bare SPSC ring", size),
-      one_(BareRing::bytes_for(size, kRingBytes)),
+template <class Ring>
+SpscChannel<Ring>::SpscChannel(std::uint32_t size)
+    : Channel(RingKind<Ring>::kName, size),
+      one_(Ring::bytes_for(size, kRingBytes)),
       mem_(2 * one_),
-      ping_(BareRing::at(mem_.data(), size, kRingBytes)),
-      pong_(BareRing::at(mem_.data() + one_, size, kRingBytes)),
+      ping_(Ring::at(mem_.data(), size, kRingBytes)),
+      pong_(Ring::at(mem_.data() + one_, size, kRingBytes)),
       msg_(size) {}
 
-void SpscChannel::open_ping() {
+template <class Ring>
+void SpscChannel<Ring>::open_ping() {
   writer_.emplace(ping_);
   reader_.emplace(pong_);
 }
 
-void SpscChannel::open_echo() {
+template <class Ring>
+void SpscChannel<Ring>::open_echo() {
   reader_.emplace(ping_);
   writer_.emplace(pong_);
 }
 
-void SpscChannel::ping(Histogram* h, std::uint64_t n, std::uint64_t skip,
-                       std::uint64_t period_ticks) {
+template <class Ring>
+void SpscChannel<Ring>::ping(Histogram* h, std::uint64_t n, std::uint64_t skip,
+                             std::uint64_t period_ticks) {
   std::uint64_t got = 0;
   auto on = [&](const std::byte* p) { std::memcpy(&got, p, 8); };
   Pace pace(period_ticks);
@@ -86,7 +115,8 @@ void SpscChannel::ping(Histogram* h, std::uint64_t n, std::uint64_t skip,
   }
 }
 
-void SpscChannel::echo(std::uint64_t n, bool) {
+template <class Ring>
+void SpscChannel<Ring>::echo(std::uint64_t n, bool) {
   auto on = [&](const std::byte* p) {
     if (!writer_->try_write(p, size_)) fail("bare ring unexpectedly full");
   };
@@ -98,12 +128,17 @@ void SpscChannel::echo(std::uint64_t n, bool) {
 }
 
 // One-way: A's writer is on ping, B's reader too; `dir` is implied by the side.
-void SpscChannel::send(Direction, Bytes message) {
+template <class Ring>
+void SpscChannel<Ring>::send(Direction, Bytes message) {
   while (!writer_->try_write(message.data(), message.size())) relax();
 }
 
-std::uint32_t SpscChannel::receive(Direction, Receiver r, std::uint32_t max) {
+template <class Ring>
+std::uint32_t SpscChannel<Ring>::receive(Direction, Receiver r, std::uint32_t max) {
   return reader_->read([&](const std::byte* p) { r(Bytes(p, size_)); }, max);
 }
+
+template class SpscChannel<BareRing>;
+template class SpscChannel<IndexRing>;
 
 }  // namespace shmbus::bench

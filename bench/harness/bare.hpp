@@ -7,11 +7,18 @@
 //                 cache-line transfers, the physical floor
 //   BareRing      bare SPSC ring: slots of {u64 sequence, payload} rounded up
 //                 to 64-byte lines, a consumer index published per batch and
-//                 cached by the producer (back-pressure)
-//   SpscChannel   a BareRing per direction
+//                 cached by the producer (back-pressure); the consumer waits
+//                 on the slot's sequence, so a message and its "ready" share
+//                 a line (as a shmbus frame and its commit word do)
+//   IndexRing     the classic SPSC ring (Lamport's, as folly's
+//                 ProducerConsumerQueue or rigtorp's SPSCQueue): slots of
+//                 the payload alone rounded up to 64-byte lines (64 B slots
+//                 for 64 B), a producer index and a consumer index in lines
+//                 of their own, each cached by the other side
+//   SpscChannel   a ring of one kind per direction
 //
-// Concurrency: a BareWriter belongs to the one producer process, a
-// BareReader to the one consumer process of a ring.
+// Concurrency: a ring's writer (BareWriter, IndexWriter) belongs to its one
+// producer process, its reader (BareReader, IndexReader) to its one consumer.
 #pragma once
 
 #include <atomic>
@@ -107,6 +114,76 @@ class BareReader {
   std::uint64_t index_ = 0;
 };
 
+// The classic ring: the producer publishes `written` after the slot, the
+// consumer `consumed` after its batch; each caches the other's index and
+// reloads it only when the cached value says empty (consumer) or full (producer).
+struct IndexRing {
+  struct alignas(128) Index {
+    std::uint64_t v;  // its owner: store release; the other side: load acquire
+    std::byte pad[120];
+  };
+  Index* written = nullptr;   // messages written (producer)
+  Index* consumed = nullptr;  // messages consumed (consumer)
+  std::byte* slots = nullptr;
+  std::uint64_t slot_bytes = 0;
+  std::uint64_t count = 0;
+
+  static std::uint64_t slot_size(std::uint32_t payload) { return (payload + 63) & ~63ull; }
+  static std::size_t bytes_for(std::uint32_t payload, std::uint64_t ring_bytes);
+  static IndexRing at(std::byte* base, std::uint32_t payload, std::uint64_t ring_bytes);
+  std::byte* payload(std::uint64_t index) const { return slots + index * slot_bytes; }
+};
+
+class IndexWriter {
+ public:
+  explicit IndexWriter(const IndexRing& r) : r_(r) {}
+  bool try_write(const std::byte* src, std::size_t n) noexcept {
+    if (written_ == limit_) {
+      // SYNC POINT: pairs with the reader's release of `consumed`.
+      limit_ = atomic(r_.consumed->v).load(std::memory_order_acquire) + r_.count;
+      if (written_ == limit_) return false;
+    }
+    std::memcpy(r_.payload(index_), src, n);
+    // SYNC POINT: publishes the slot; pairs with the reader's acquire of `written`.
+    atomic(r_.written->v).store(++written_, std::memory_order_release);
+    if (++index_ == r_.count) index_ = 0;
+    return true;
+  }
+
+ private:
+  IndexRing r_;
+  std::uint64_t written_ = 0;
+  std::uint64_t index_ = 0;
+  std::uint64_t limit_ = 0;
+};
+
+class IndexReader {
+ public:
+  explicit IndexReader(const IndexRing& r) : r_(r) {}
+  template <class F>
+  std::uint32_t read(F&& f, std::uint32_t max) noexcept {
+    if (consumed_ == available_) {
+      available_ = atomic(r_.written->v).load(std::memory_order_acquire);
+      if (consumed_ == available_) return 0;
+    }
+    std::uint32_t n = 0;
+    while (n < max && consumed_ != available_) {
+      f(static_cast<const std::byte*>(r_.payload(index_)));
+      ++consumed_;
+      if (++index_ == r_.count) index_ = 0;
+      ++n;
+    }
+    atomic(r_.consumed->v).store(consumed_, std::memory_order_release);
+    return n;
+  }
+
+ private:
+  IndexRing r_;
+  std::uint64_t consumed_ = 0;
+  std::uint64_t available_ = 0;
+  std::uint64_t index_ = 0;
+};
+
 class LineChannel : public Channel {
  public:
   LineChannel();
@@ -125,6 +202,23 @@ class LineChannel : public Channel {
   PaddedWord* pong_;
 };
 
+// Ring: BareRing or IndexRing (RingKind picks its writer and reader).
+template <class Ring>
+struct RingKind;
+template <>
+struct RingKind<BareRing> {
+  using Writer = BareWriter;
+  using Reader = BareReader;
+  static constexpr const char* kName = "bare SPSC ring";
+};
+template <>
+struct RingKind<IndexRing> {
+  using Writer = IndexWriter;
+  using Reader = IndexReader;
+  static constexpr const char* kName = "bare index ring";
+};
+
+template <class Ring>
 class SpscChannel : public Channel {
  public:
   explicit SpscChannel(std::uint32_t size);
@@ -136,13 +230,17 @@ class SpscChannel : public Channel {
   std::uint32_t receive(Direction dir, Receiver r, std::uint32_t max) override;
 
  private:
+  using Writer = typename RingKind<Ring>::Writer;
+  using Reader = typename RingKind<Ring>::Reader;
   std::size_t one_;
   SharedMemory mem_;
-  BareRing ping_, pong_;
+  Ring ping_, pong_;
   std::vector<std::byte> msg_;
   // A writes ping and reads pong; B the other way round.
-  std::optional<BareWriter> writer_;
-  std::optional<BareReader> reader_;
+  std::optional<Writer> writer_;
+  std::optional<Reader> reader_;
 };
+extern template class SpscChannel<BareRing>;
+extern template class SpscChannel<IndexRing>;
 
 }  // namespace shmbus::bench

@@ -1,5 +1,8 @@
 #include "clock.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "failure.hpp"
 
 namespace shmbus::bench {
@@ -16,6 +19,48 @@ double calibrate_ns_per_tick(std::chrono::milliseconds span) {
       static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(s1 - s0).count());
   if (c1 <= c0) fail("the clock did not advance during calibration");
   return ns / static_cast<double>(c1 - c0);
+}
+
+double calibrate_tick_step() {
+  // Irregular intervals (0 to ~100 ns), so that on a clock that counts every
+  // tick the differences take every value, not a few that a regular loop
+  // would repeat and that would look like steps.
+  std::vector<std::uint64_t> deltas(20000);
+  std::uint64_t prev = ticks();
+  for (std::size_t i = 0; i < deltas.size(); ++i) {
+    for (std::size_t k = (i * 7919) % 97; k > 0; --k)
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    const std::uint64_t t = ticks();
+    deltas[i] = t - prev;
+    prev = t;
+  }
+  return tick_step_of(std::move(deltas));
+}
+
+double tick_step_of(std::vector<std::uint64_t> deltas) {
+  std::sort(deltas.begin(), deltas.end());
+  deltas.erase(std::unique(deltas.begin(), deltas.end()), deltas.end());
+  std::erase(deltas, 0);
+  std::vector<double> centres;  // of the clusters of values at most 1 apart
+  for (std::size_t i = 0; i < deltas.size();) {
+    std::size_t j = i;
+    while (j + 1 < deltas.size() && deltas[j + 1] - deltas[j] <= 1) ++j;
+    if (deltas[j] - deltas[i] > 2) return 1;  // a run of values: every tick counts
+    centres.push_back(static_cast<double>(deltas[i] + deltas[j]) / 2);
+    i = j + 1;
+  }
+  if (centres.size() < 3) return 1;  // too few values to tell
+  std::vector<double> gaps;
+  for (std::size_t i = 1; i < centres.size(); ++i) gaps.push_back(centres[i] - centres[i - 1]);
+  std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+  const double rough = gaps[gaps.size() / 2];
+  // Refined over many steps (a cluster's centre is off by up to half a
+  // tick), up to the last cluster within 64 rough steps of the first.
+  double last = centres[0];
+  for (double c : centres)
+    if (c - centres[0] <= 64 * rough) last = c;
+  const double steps = std::round((last - centres[0]) / rough);
+  return steps > 0 ? (last - centres[0]) / steps : rough;
 }
 
 std::uint64_t period_ticks(double messages_per_second, double ns_per_tick) noexcept {

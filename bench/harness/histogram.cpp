@@ -30,15 +30,20 @@ double Histogram::stddev() const noexcept {
   return std::sqrt(acc / static_cast<double>(count_));
 }
 
-double Histogram::quantile(double q) const noexcept {
+double Histogram::quantile(double q, double step) const noexcept {
   if (count_ == 0) return 0;
-  const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
-  const std::uint64_t want = std::max<std::uint64_t>(1, std::min(rank, count_));
+  // The q-quantile's place among the values, as a continuous rank.
+  const double want = std::clamp(q, 0.0, 1.0) * static_cast<double>(count_);
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < kBuckets; ++i) {
+    if (counts_[i] == 0) continue;
+    if (static_cast<double>(seen + counts_[i]) >= want) {
+      const double frac = (want - static_cast<double>(seen)) / static_cast<double>(counts_[i]);
+      const double spread = std::max(static_cast<double>(width(i)), step);
+      const double v = middle(i) - spread / 2 + spread * frac;
+      return std::clamp(v, static_cast<double>(min()), static_cast<double>(max_));
+    }
     seen += counts_[i];
-    if (seen >= want)
-      return std::clamp(middle(i), static_cast<double>(min()), static_cast<double>(max_));
   }
   return static_cast<double>(max_);
 }
@@ -63,15 +68,15 @@ std::uint64_t Histogram::width(std::size_t i) noexcept {
   return std::uint64_t{1} << ((i - 2 * kSub) / kSub + 1);
 }
 
-Summary summarize(const Histogram& h, double ns_per_tick) {
+Summary summarize(const Histogram& h, double ns_per_tick, double step_ticks) {
   Summary s;
   s.count = h.count();
   s.min = static_cast<double>(h.min()) * ns_per_tick;
-  s.p50 = h.quantile(0.50) * ns_per_tick;
-  s.p90 = h.quantile(0.90) * ns_per_tick;
-  s.p99 = h.quantile(0.99) * ns_per_tick;
-  s.p999 = h.quantile(0.999) * ns_per_tick;
-  s.p9999 = h.quantile(0.9999) * ns_per_tick;
+  s.p50 = h.quantile(0.50, step_ticks) * ns_per_tick;
+  s.p90 = h.quantile(0.90, step_ticks) * ns_per_tick;
+  s.p99 = h.quantile(0.99, step_ticks) * ns_per_tick;
+  s.p999 = h.quantile(0.999, step_ticks) * ns_per_tick;
+  s.p9999 = h.quantile(0.9999, step_ticks) * ns_per_tick;
   s.max = static_cast<double>(h.max()) * ns_per_tick;
   s.mean = h.mean() * ns_per_tick;
   return s;

@@ -25,8 +25,11 @@ class Histogram {
   double mean() const noexcept;
   // From the bucket middles (the sum of squares would overflow).
   double stddev() const noexcept;
-  // The middle of the bucket holding the q-quantile, clamped to [min, max].
-  double quantile(double q) const noexcept;
+  // The q-quantile, interpolated: the values of a bucket are taken as spread
+  // evenly over the bucket, or over one clock step around its middle when
+  // the step is wider (a clock that advances `step` ticks at a time records
+  // only multiples of it); clamped to [min, max].
+  double quantile(double q, double step) const noexcept;
   std::uint64_t bucket_count(std::size_t i) const noexcept { return counts_[i]; }
 
   static std::size_t index(std::uint64_t v) noexcept;
@@ -49,7 +52,8 @@ struct Summary {
   double min = 0, p50 = 0, p90 = 0, p99 = 0, p999 = 0, p9999 = 0, max = 0, mean = 0;
 };
 
-// The histogram's percentiles, converted from ticks to ns.
-Summary summarize(const Histogram& h, double ns_per_tick);
+// The histogram's percentiles, converted from ticks to ns; step_ticks: the
+// clock's step (calibrate_tick_step()).
+Summary summarize(const Histogram& h, double ns_per_tick, double step_ticks);
 
 }  // namespace shmbus::bench

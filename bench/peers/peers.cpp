@@ -124,6 +124,7 @@ int run(int argc, char** argv) {
 
   setup_signals();
   const double ns_per_tick = calibrate_ns_per_tick(std::chrono::milliseconds(o.quick ? 20 : 100));
+  const double tick_step = calibrate_tick_step();
   make_root("shmbus-peers");
   SharedMemory errors_mem(sizeof(ProcessErrors));
   auto* errors = new (errors_mem.data()) ProcessErrors{};
@@ -132,8 +133,9 @@ int run(int argc, char** argv) {
   BenchTopics topics("peers");
 
   std::vector<Peer> peers;
-  peers.push_back(
-      {"bare SPSC ring", [](std::uint32_t s) { return std::make_unique<SpscChannel>(s); }, "spin"});
+  peers.push_back({"bare SPSC ring",
+                   [](std::uint32_t s) { return std::make_unique<SpscChannel<BareRing>>(s); },
+                   "spin"});
   peers.push_back({"shmbus",
                    [&](std::uint32_t s) -> std::unique_ptr<Channel> {
                      static int serial = 0;
@@ -208,7 +210,7 @@ int run(int argc, char** argv) {
       Row r;
       r.name = chans[c]->name();
       r.size = chans[c]->size();
-      r.rt = summarize(samples[c].hist, ns_per_tick);
+      r.rt = summarize(samples[c].hist, ns_per_tick, tick_step);
       r.hist = samples[c].hist;
       r.waits = waits[c];
       rows.push_back(std::move(r));
