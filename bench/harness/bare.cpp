@@ -16,8 +16,8 @@ std::uint64_t slot_count(std::uint64_t slot_bytes, std::uint64_t ring_bytes) {
   return std::max<std::uint64_t>(2, ring_bytes / slot_bytes);
 }
 std::size_t mapping_bytes(std::uint64_t slot_bytes, std::uint64_t ring_bytes) {
-  return static_cast<std::size_t>(
-      (4096 + slot_count(slot_bytes, ring_bytes) * slot_bytes + 4095) & ~4095ull);
+  return static_cast<std::size_t>((4096 + slot_count(slot_bytes, ring_bytes) * slot_bytes + 4095) &
+                                  ~4095ull);
 }
 }  // namespace
 
@@ -110,7 +110,7 @@ void SpscChannel<Ring>::ping(Histogram* h, std::uint64_t n, std::uint64_t skip,
     if (!writer_->try_write(msg_.data(), size_)) fail("bare ring unexpectedly full");
     while (reader_->read(on, 64) == 0) relax();
     const std::uint64_t t1 = ticks();
-    if (got != s) fail(format("bare SPSC: echo %" PRIu64 " for %" PRIu64, got, s));
+    if (got != s) fail(format("%s: echo %" PRIu64 " for %" PRIu64, name_.c_str(), got, s));
     if (h != nullptr && k >= skip) h->record(t1 - t0);
   }
 }

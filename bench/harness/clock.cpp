@@ -22,13 +22,15 @@ double calibrate_ns_per_tick(std::chrono::milliseconds span) {
 }
 
 double calibrate_tick_step() {
-  // Irregular intervals (0 to ~100 ns), so that on a clock that counts every
-  // tick the differences take every value, not a few that a regular loop
-  // would repeat and that would look like steps.
-  std::vector<std::uint64_t> deltas(20000);
+  // Irregular intervals (0 to ~1000 loop turns, a few hundred ns), so that
+  // on a clock that counts every tick the differences take every value, not
+  // a few that a regular loop would repeat and that would look like steps;
+  // and long enough to span several steps of a coarse clock (ARM's generic
+  // timer: 18-52 ns).
+  std::vector<std::uint64_t> deltas(50000);
   std::uint64_t prev = ticks();
   for (std::size_t i = 0; i < deltas.size(); ++i) {
-    for (std::size_t k = (i * 7919) % 97; k > 0; --k)
+    for (std::size_t k = (i * 7919) % 997; k > 0; --k)
       std::atomic_signal_fence(std::memory_order_seq_cst);
     const std::uint64_t t = ticks();
     deltas[i] = t - prev;
@@ -38,27 +40,37 @@ double calibrate_tick_step() {
 }
 
 double tick_step_of(std::vector<std::uint64_t> deltas) {
+  // The values the differences take, without the rare ones (an interrupt, a
+  // VM exit): each must come up in at least 1 in 5000 differences.
   std::sort(deltas.begin(), deltas.end());
-  deltas.erase(std::unique(deltas.begin(), deltas.end()), deltas.end());
-  std::erase(deltas, 0);
-  std::vector<double> centres;  // of the clusters of values at most 1 apart
+  const std::size_t often = std::max<std::size_t>(2, deltas.size() / 5000);
+  std::vector<std::uint64_t> values;
   for (std::size_t i = 0; i < deltas.size();) {
     std::size_t j = i;
-    while (j + 1 < deltas.size() && deltas[j + 1] - deltas[j] <= 1) ++j;
-    if (deltas[j] - deltas[i] > 2) return 1;  // a run of values: every tick counts
-    centres.push_back(static_cast<double>(deltas[i] + deltas[j]) / 2);
+    while (j < deltas.size() && deltas[j] == deltas[i]) ++j;
+    if (deltas[i] != 0 && j - i >= often) values.push_back(deltas[i]);
+    i = j;
+  }
+  std::vector<double> centres;  // of the clusters of values at most 1 apart
+  for (std::size_t i = 0; i < values.size();) {
+    std::size_t j = i;
+    while (j + 1 < values.size() && values[j + 1] - values[j] <= 1) ++j;
+    if (values[j] - values[i] > 2) return 1;  // a run of values: every tick counts
+    centres.push_back(static_cast<double>(values[i] + values[j]) / 2);
     i = j + 1;
   }
   if (centres.size() < 3) return 1;  // too few values to tell
   std::vector<double> gaps;
   for (std::size_t i = 1; i < centres.size(); ++i) gaps.push_back(centres[i] - centres[i - 1]);
   std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
-  const double rough = gaps[gaps.size() / 2];
-  // Refined over many steps (a cluster's centre is off by up to half a
-  // tick), up to the last cluster within 64 rough steps of the first.
+  // No step is longer than the shortest non-zero difference.
+  const double rough = std::min(gaps[gaps.size() / 2], centres[0]);
+  // Refined over several steps (a cluster's centre is off by up to half a
+  // tick), up to the last cluster within 12 rough steps of the first, where
+  // rounding the number of steps cannot go wrong.
   double last = centres[0];
   for (double c : centres)
-    if (c - centres[0] <= 64 * rough) last = c;
+    if (c - centres[0] <= 12 * rough) last = c;
   const double steps = std::round((last - centres[0]) / rough);
   return steps > 0 ? (last - centres[0]) / steps : rough;
 }

@@ -43,15 +43,17 @@ inline std::uint64_t ticks() noexcept {
 double calibrate_ns_per_tick(std::chrono::milliseconds span);
 
 // How many ticks the clock advances at a time: 1 where it counts every tick
-// (steady_clock, Intel's TSC); AMD Zen's TSC advances once per period of its
-// 100 MHz reference, by (nominal frequency / 100 MHz) ticks: 24.45 ticks, 10
-// ns, on the 2.445 GHz EPYC VM we measure on. A round trip of 170 ns then
-// reads as 161, 171 or 181 ns; summarize() spreads each recorded value over
-// one step, so that percentiles are not rounded to the step.
+// (Intel's TSC); AMD Zen's TSC advances once per period of its 100 MHz
+// reference, by (nominal frequency / 100 MHz) ticks: 24.5 ticks, 10 ns, on
+// the EPYC VM we measure on; steady_clock on ARM follows a generic timer of
+// 19.2-54 MHz. A round trip of 170 ns is then recorded as 160, 170 or 180 ns;
+// summarize() spreads each recorded value over one step, so that
+// percentiles are not rounded to the step.
 double calibrate_tick_step();
-// The step seen in clock differences taken at irregular intervals (zeros
-// ignored): the spacing of the values they take when those values come in
-// clusters no wider than 2 ticks (the rounding of a fractional step), else 1.
+// The step seen in clock differences taken at irregular intervals: the
+// spacing of the values they take (zero, and values rarer than 1 in 5000,
+// ignored) when those come in clusters no wider than 2 ticks (the rounding
+// of a fractional step); else 1.
 double tick_step_of(std::vector<std::uint64_t> deltas);
 
 namespace detail {

@@ -32,20 +32,29 @@ double Histogram::stddev() const noexcept {
 
 double Histogram::quantile(double q, double step) const noexcept {
   if (count_ == 0) return 0;
-  // The q-quantile's place among the values, as a continuous rank.
+  // Each bucket's count spread evenly over the bucket, or over one step
+  // around its middle when the step is wider; then the x at which the
+  // fraction of the count below x is q. Spreads of neighbouring buckets may
+  // overlap (a fractional step records one latency as two neighbouring
+  // values), so x is found by bisection on the sum, which only grows with x.
   const double want = std::clamp(q, 0.0, 1.0) * static_cast<double>(count_);
-  std::uint64_t seen = 0;
-  for (std::size_t i = 0; i < kBuckets; ++i) {
-    if (counts_[i] == 0) continue;
-    if (static_cast<double>(seen + counts_[i]) >= want) {
-      const double frac = (want - static_cast<double>(seen)) / static_cast<double>(counts_[i]);
-      const double spread = std::max(static_cast<double>(width(i)), step);
-      const double v = middle(i) - spread / 2 + spread * frac;
-      return std::clamp(v, static_cast<double>(min()), static_cast<double>(max_));
+  auto spread = [&](std::size_t i) { return std::max(static_cast<double>(width(i)), step); };
+  auto below = [&](double x) {
+    double n = 0;
+    for (std::size_t i = index(min_); i <= index(max_); ++i) {
+      if (counts_[i] == 0) continue;
+      const double from = middle(i) - spread(i) / 2;
+      n += static_cast<double>(counts_[i]) * std::clamp((x - from) / spread(i), 0.0, 1.0);
     }
-    seen += counts_[i];
+    return n;
+  };
+  double lo = middle(index(min_)) - spread(index(min_)) / 2;
+  double hi = middle(index(max_)) + spread(index(max_)) / 2;
+  for (int k = 0; k < 60 && hi - lo > 1e-3; ++k) {
+    const double mid = (lo + hi) / 2;
+    (below(mid) < want ? lo : hi) = mid;
   }
-  return static_cast<double>(max_);
+  return std::clamp(hi, static_cast<double>(min_), static_cast<double>(max_));
 }
 
 std::size_t Histogram::index(std::uint64_t v) noexcept {

@@ -28,7 +28,7 @@ class Histogram {
   // The q-quantile, interpolated: the values of a bucket are taken as spread
   // evenly over the bucket, or over one clock step around its middle when
   // the step is wider (a clock that advances `step` ticks at a time records
-  // only multiples of it); clamped to [min, max].
+  // only multiples of it); never decreasing in q; clamped to [min, max].
   double quantile(double q, double step) const noexcept;
   std::uint64_t bucket_count(std::size_t i) const noexcept { return counts_[i]; }
 
