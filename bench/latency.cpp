@@ -85,8 +85,9 @@ constexpr const char* kUsage = R"(usage: shmbus-latency [options]
 
 Round-trip latency and one-way throughput of shmbus between two pinned
 processes, next to a bare cache-line ping-pong and two bare SPSC rings (slots
-with a sequence word; the classic ring with indices) measured in the same run. Topics live in a private bus root under /dev/shm
-(SHMBUS_SHM_ROOT), removed at exit.
+with a sequence word; the classic ring with indices) measured in the same
+run. Topics live in a private bus root under /dev/shm (SHMBUS_SHM_ROOT),
+removed at exit.
 
   --cpus A,B[,C]      CPUs of process A (pinger, producer) and B (echo,
                       consumer); C: the second producer of the 2->1 throughput

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <vector>
 
 namespace shmbus::bench {
 
@@ -30,26 +31,30 @@ double Histogram::stddev() const noexcept {
   return std::sqrt(acc / static_cast<double>(count_));
 }
 
-double Histogram::quantile(double q, double step) const noexcept {
+double Histogram::quantile(double q, double step) const {
   if (count_ == 0) return 0;
   // Each bucket's count spread evenly over the bucket, or over one step
   // around its middle when the step is wider; then the x at which the
   // fraction of the count below x is q. Spreads of neighbouring buckets may
   // overlap (a fractional step records one latency as two neighbouring
   // values), so x is found by bisection on the sum, which only grows with x.
-  const double want = std::clamp(q, 0.0, 1.0) * static_cast<double>(count_);
-  auto spread = [&](std::size_t i) { return std::max(static_cast<double>(width(i)), step); };
+  struct Spread {
+    double from, width, count;
+  };
+  std::vector<Spread> spreads;  // of the non-empty buckets, in order
+  for (std::size_t i = index(min_); i <= index(max_); ++i) {
+    if (counts_[i] == 0) continue;
+    const double w = std::max(static_cast<double>(width(i)), step);
+    spreads.push_back({middle(i) - w / 2, w, static_cast<double>(counts_[i])});
+  }
   auto below = [&](double x) {
     double n = 0;
-    for (std::size_t i = index(min_); i <= index(max_); ++i) {
-      if (counts_[i] == 0) continue;
-      const double from = middle(i) - spread(i) / 2;
-      n += static_cast<double>(counts_[i]) * std::clamp((x - from) / spread(i), 0.0, 1.0);
-    }
+    for (const Spread& s : spreads) n += s.count * std::clamp((x - s.from) / s.width, 0.0, 1.0);
     return n;
   };
-  double lo = middle(index(min_)) - spread(index(min_)) / 2;
-  double hi = middle(index(max_)) + spread(index(max_)) / 2;
+  const double want = std::clamp(q, 0.0, 1.0) * static_cast<double>(count_);
+  double lo = spreads.front().from;
+  double hi = spreads.back().from + spreads.back().width;
   for (int k = 0; k < 60 && hi - lo > 1e-3; ++k) {
     const double mid = (lo + hi) / 2;
     (below(mid) < want ? lo : hi) = mid;

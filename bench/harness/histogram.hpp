@@ -29,7 +29,7 @@ class Histogram {
   // evenly over the bucket, or over one clock step around its middle when
   // the step is wider (a clock that advances `step` ticks at a time records
   // only multiples of it); never decreasing in q; clamped to [min, max].
-  double quantile(double q, double step) const noexcept;
+  double quantile(double q, double step) const;
   std::uint64_t bucket_count(std::size_t i) const noexcept { return counts_[i]; }
 
   static std::size_t index(std::uint64_t v) noexcept;

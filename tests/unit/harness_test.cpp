@@ -11,15 +11,16 @@
 namespace shmbus::bench {
 namespace {
 
-// Differences of readings, at irregular intervals of 0 to ~370 ticks, of a
-// clock that advances `step` ticks at a time. AMD Zen at 2.445 GHz: by 24 or
-// 25 ticks (24.45 on average), so differences are rounded multiples of it.
-std::vector<std::uint64_t> stepped_deltas(double step, int count) {
+// Differences of readings, at irregular intervals of 0 to 996 * `turn`
+// ticks, of a clock that advances `step` ticks at a time. AMD Zen at 2.445
+// GHz: by 24 or 25 ticks (24.45 on average), so differences are rounded
+// multiples of it.
+std::vector<std::uint64_t> stepped_deltas(double step, int count, double turn = 0.37) {
   std::vector<std::uint64_t> d;
   double t = 0;
   std::uint64_t prev = 0;
   for (int i = 0; i < count; ++i) {
-    t += 0.37 * ((i * 7919) % 997);
+    t += turn * ((i * 7919) % 997);
     const auto now = static_cast<std::uint64_t>(static_cast<std::uint64_t>(t / step) * step);
     d.push_back(now - prev);
     prev = now;
@@ -55,16 +56,7 @@ TEST(TickStep, FindsTheStepOfAClockSlowerThanItsReads) {
   // ARM's generic timer behind steady_clock in ns: 41.67 ns a step, often
   // read twice within one step (zero differences); intervals of 0 to ~400
   // ns, as calibrate_tick_step()'s loop makes them.
-  std::vector<std::uint64_t> d;
-  double t = 0;
-  std::uint64_t prev = 0;
-  for (int i = 0; i < 50000; ++i) {
-    t += 0.4 * ((i * 7919) % 997);
-    const auto now = static_cast<std::uint64_t>(static_cast<std::uint64_t>(t / 41.67) * 41.67);
-    d.push_back(now - prev);
-    prev = now;
-  }
-  EXPECT_NEAR(tick_step_of(d), 41.67, 0.5);
+  EXPECT_NEAR(tick_step_of(stepped_deltas(41.67, 50000, 0.4)), 41.67, 0.5);
 }
 
 TEST(HistogramQuantile, InterpolatesWithinABucket) {
