@@ -1,12 +1,14 @@
 // Consumer: wait on the commit word of the next frame (layout.hpp, consumer column).
 #include "shmbus/consumer.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "log/attach.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
+#include "shm/asymmetric_fence.hpp"
 #include "shm/futex.hpp"
 #include "shm/process.hpp"
 
@@ -18,6 +20,9 @@ using log::FrameType;
 using log::SlotState;
 
 struct Consumer::Impl {
+  // The longest sleep when membarrier is unavailable here (sleep_until_commit).
+  static constexpr std::chrono::milliseconds kUnfencedSleep{1};
+
   control::Supervision daemon;  // when attached through shmbusd; released last
   log::Ring ring;
   log::CursorSlot* slot = nullptr;
@@ -294,8 +299,13 @@ struct Consumer::Impl {
     atomic(h->waiters).fetch_add(1, std::memory_order_seq_cst);
     // For a reaper, if we die asleep (layout.hpp, CursorSlot::asleep).
     atomic(slot->asleep).store(asleep_mark(), std::memory_order_relaxed);
+    // Producers publish with a light fence; without the heavy one we may
+    // sleep through a commit whose producer did not see us, so sleep in
+    // slices short enough to notice it (shm/asymmetric_fence.hpp).
+    const bool fenced = shm::heavy_fence();
     const std::uint32_t seq = atomic(h->wake_seq).load(std::memory_order_seq_cst);
     auto left = deadline - std::chrono::steady_clock::now();
+    if (!fenced) left = std::min<std::chrono::nanoseconds>(left, kUnfencedSleep);
     if (!ready(position) && !(copying(position) && overrun(position)) && left.count() > 0)
       shm::futex_wait(&h->wake_seq, seq, left);
     atomic(slot->asleep).store(0, std::memory_order_relaxed);

@@ -62,7 +62,9 @@
 //     SYNC POINT with consumer step 1              after the batch, reload the own slot's
 //     (a failed CAS: revoked, Status::Revoked)     control: changed = evicted (below)
 //   5 if waiters (seq_cst load): wake          5 cursor.store(p_next, release) per batch
-//                                                SYNC POINT with producer step 2
+//     (offer, pads: after a light fence,         SYNC POINT with producer step 2
+//     paired with a sleeper's heavy fence:     a sleeper: waiters += 1, heavy fence,
+//     shm/asymmetric_fence.hpp)                  reload commit(p), then futex wait
 //
 // Pads that a producer writes itself (segment ends) and that a reaper writes
 // over a dead producer's unwritten claim are stored ready at once (Ring::write_pad).

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "log/layout.hpp"
+#include "shm/asymmetric_fence.hpp"
 #include "shm/file.hpp"
 #include "shmbus/message.hpp"
 #include "shmbus/options.hpp"
@@ -101,9 +102,10 @@ class Ring {
         .store(commit_word(p),
                std::memory_order_release);  // SYNC POINT: consumer's acquire load of commit
     // Dekker with Consumer sleep_until_commit: we store commit then load waiters; a sleeper
-    // increments waiters then loads commit. The fence keeps either side from
-    // missing the other (a sleeper never misses its wake-up).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // increments waiters then loads commit. The fences keep either side from
+    // missing the other (a sleeper never misses its wake-up); ours is the
+    // light one, the sleeper's the heavy one (shm/asymmetric_fence.hpp).
+    shm::light_fence();
     if (atomic(cursor_header()->waiters).load(std::memory_order_relaxed) != 0) wake();
   }
   void wake() const noexcept;

@@ -127,5 +127,31 @@ TEST_F(MultiProcess, KilledConsumerStallsNobody) {
   EXPECT_EQ(info->partitions[0].consumers, 0u) << "the dead consumer's slot was freed";
 }
 
+// Two processes that both sleep on the futex between round trips, publishing
+// at moments spread over the other side's falling asleep: every publish wakes
+// its sleeper (producers publish with a light fence, sleepers pay a heavy one:
+// shm/asymmetric_fence.hpp).
+TEST_F(MultiProcess, FutexSleepersAreWoken) {
+  TopicOptions o;
+  o.segment_bytes = 16 * 1024;
+  o.segment_count = 2;
+  ASSERT_TRUE(Topic::create(bus, "ping", o));
+  ASSERT_TRUE(Topic::create(bus, "pong", o));
+  const std::string round_trips = "10000";
+  Child echo({worker(), "echo", bus, round_trips});
+  ASSERT_TRUE(echo.started());
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (;;) {  // the echo must be reading "ping" before the first ping
+    auto info = Topic::describe(bus, "ping");
+    if (info && info->partitions[0].consumers == 1) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the echo did not join";
+    std::this_thread::sleep_for(2ms);
+  }
+  Child ping({worker(), "ping", bus, round_trips});
+  ASSERT_TRUE(ping.started());
+  EXPECT_EQ(ping.wait(300s), 0);
+  EXPECT_EQ(echo.wait(300s), 0);
+}
+
 }  // namespace
 }  // namespace shmbus

@@ -3,11 +3,20 @@
 //   shmbus-test-worker produce BUS TOPIC PRODUCER_ID COUNT MAX_BODY
 //   shmbus-test-worker consume BUS TOPIC PRODUCERS COUNT_EACH TIMEOUT_S
 //   shmbus-test-worker end BUS TOPIC
+//   shmbus-test-worker ping|echo BUS ROUND_TRIPS
 //
 // `end`, run after every producer has exited, publishes the end marker that
 // tells consumers to stop: on `overwrite`, a producer's last messages may be
 // overwritten by other producers' later ones, so "got every last message"
 // cannot be the end condition.
+//
+// `ping` and `echo` are the two ends of a round trip over the topics "ping"
+// and "pong" in which both consumers sleep on the futex (WaitStrategy::Futex)
+// and each side waits a pseudo-random 0-150 µs before it publishes, so that
+// publishes land before, while and after the other side falls asleep (it
+// spins ~2000 pauses first). Every round trip must complete within 10 s: a
+// sleeper that was not woken fails the run (exit 1). (The narrow race of the
+// fence pairing itself is tested by tests/unit/asymmetric_fence_test.cpp.)
 //
 // A consumer checks every message (message_check.hpp): sender, order per
 // sender, content checksum, and at the end the count. On an `overwrite` topic
@@ -19,6 +28,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -140,6 +150,62 @@ int consume(const char* bus, const char* topic, std::uint32_t producers, std::ui
   return 0;
 }
 
+// xorshift: the same delays in every run.
+std::uint32_t next_delay_us(std::uint64_t& state) {
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return static_cast<std::uint32_t>(state % 151);
+}
+
+void spin_for_us(std::uint32_t us) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+// One end of the futex round trip: publishes on `out`, sleeps on `in`.
+int round_trips(const char* bus, bool pinger, std::uint64_t count) {
+  const char* name = pinger ? "ping" : "echo";
+  ConsumerOptions co;
+  co.wait = WaitStrategy::Futex;
+  auto in = Consumer::open(bus, pinger ? "pong" : "ping", co);
+  auto out = Producer::open(bus, pinger ? "ping" : "pong");
+  if (!in || !out) {
+    std::fprintf(stderr, "%s: %s\n", name, (!in ? in.error() : out.error()).message.c_str());
+    return 2;
+  }
+  std::uint64_t rng = pinger ? 0x9e3779b97f4a7c15ull : 0xbf58476d1ce4e5b9ull;
+  std::uint64_t got = 0;
+  auto on = [&](const Message& m) { std::memcpy(&got, m.payload.data(), sizeof got); };
+  for (std::uint64_t i = 0; i < count; ++i) {
+    if (!pinger) {  // the echo waits for ping i first
+      PollResult r = in->poll_wait(on, 1, std::chrono::seconds(10));
+      if (r.status != Status::Ok || got != i) {
+        std::fprintf(stderr, "echo: round trip %llu: %s (got %llu): a missed wake-up?\n",
+                     static_cast<unsigned long long>(i), to_string(r.status),
+                     static_cast<unsigned long long>(got));
+        return 1;
+      }
+    }
+    spin_for_us(next_delay_us(rng));
+    if (Status s = out->offer(std::as_bytes(std::span(&i, 1))); s != Status::Ok) {
+      std::fprintf(stderr, "%s: offer: %s\n", name, to_string(s));
+      return 1;
+    }
+    if (pinger) {
+      PollResult r = in->poll_wait(on, 1, std::chrono::seconds(10));
+      if (r.status != Status::Ok || got != i) {
+        std::fprintf(stderr, "ping: round trip %llu: %s (got %llu): a missed wake-up?\n",
+                     static_cast<unsigned long long>(i), to_string(r.status),
+                     static_cast<unsigned long long>(got));
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -151,10 +217,13 @@ int main(int argc, char** argv) {
     return consume(argv[2], argv[3], static_cast<std::uint32_t>(std::stoul(argv[4])),
                    std::stoull(argv[5]), std::stoi(argv[6]));
   if (mode == "end" && argc == 4) return publish_end(argv[2], argv[3]);
+  if ((mode == "ping" || mode == "echo") && argc == 4)
+    return round_trips(argv[2], mode == "ping", std::stoull(argv[3]));
   std::fprintf(stderr,
                "usage: %s produce BUS TOPIC PRODUCER_ID COUNT MAX_BODY\n"
                "       %s consume BUS TOPIC PRODUCERS COUNT_EACH TIMEOUT_S\n"
-               "       %s end BUS TOPIC\n",
-               argv[0], argv[0], argv[0]);
+               "       %s end BUS TOPIC\n"
+               "       %s ping|echo BUS ROUND_TRIPS\n",
+               argv[0], argv[0], argv[0], argv[0]);
   return 2;
 }
