@@ -422,7 +422,7 @@ TputResult bare_spsc_tput(const Config& cfg, Control* ctl, std::uint32_t size, s
 }
 
 TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, std::uint64_t n,
-                       int producers, bool timestamps, const std::string& name) {
+                       int producers, bool timestamps, bool light_fence, const std::string& name) {
   static int serial = 0;
   const std::string bus = format("tp%d", serial++);
   BenchTopics topics(bus);
@@ -437,6 +437,7 @@ TputResult shmbus_tput(const Config& cfg, Control* ctl, std::uint32_t size, std:
     roles.push_back({k == 0 ? "A" : "C", cpu, [&, k](const std::function<void()>& ready) {
                        shmbus::ProducerOptions po;
                        po.timestamps = timestamps;
+                       po.light_fence = light_fence;
                        po.wait = shmbus::WaitStrategy::BusySpin;
                        shmbus::Producer prod = open_producer(bus, "data", po);
                        std::vector<std::byte> msg(size, std::byte{0x5a});
@@ -749,11 +750,13 @@ int run(int argc, char** argv) {
       const char* name;
       int producers;  // 0: the bare SPSC ring
       bool timestamps;
+      bool light_fence;  // ProducerOptions::light_fence
     };
-    const Spec specs[] = {{"bare SPSC ring", 0, false},
-                          {"shmbus 1->1 (ts off, default)", 1, false},
-                          {"shmbus 1->1 (ts on)", 1, true},
-                          {"shmbus 2->1 (ts off, fetch_add)", 2, false}};
+    const Spec specs[] = {{"bare SPSC ring", 0, false, true},
+                          {"shmbus 1->1 (ts off, default)", 1, false, true},
+                          {"shmbus 1->1 (ts on)", 1, true, true},
+                          {"shmbus 1->1 (ts off, full fence)", 1, false, false},
+                          {"shmbus 2->1 (ts off, fetch_add)", 2, false, true}};
     for (std::uint32_t size : cfg.tput_sizes) {
       const std::uint64_t per_round =
           std::max<std::uint64_t>(2, messages_for(cfg, size) / cfg.rounds);
@@ -762,10 +765,10 @@ int run(int argc, char** argv) {
       for (std::uint32_t round = 0; round < cfg.rounds; ++round) {
         for (std::size_t i = 0; i < acc.size(); ++i) {
           const Spec& sp = specs[i];
-          const TputResult r =
-              sp.producers == 0
-                  ? bare_spsc_tput(cfg, ctl, size, per_round)
-                  : shmbus_tput(cfg, ctl, size, per_round, sp.producers, sp.timestamps, sp.name);
+          const TputResult r = sp.producers == 0
+                                   ? bare_spsc_tput(cfg, ctl, size, per_round)
+                                   : shmbus_tput(cfg, ctl, size, per_round, sp.producers,
+                                                 sp.timestamps, sp.light_fence, sp.name);
           acc[i].messages += r.messages;
           acc[i].seconds += r.seconds;
           acc[i].full += r.full;

@@ -12,6 +12,7 @@
 #include "log/attach.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
+#include "shm/asymmetric_fence.hpp"
 #include "shm/file.hpp"
 #include "shm/process.hpp"
 
@@ -309,6 +310,7 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                                 const ProducerOptions& options) {
   auto attached = log::attach(bus, topic, options.partition, true, options.prefault);
   if (!attached) return attached.error();
+  if (options.light_fence) shm::enable_light_fences();  // before our first publish
   auto impl = std::make_unique<Impl>();
   impl->daemon = std::move(attached->daemon);
   impl->ring = std::move(attached->ring);

@@ -134,7 +134,6 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
 Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uint32_t partition,
                         bool writable_log, bool prefault) {
   if (auto ok = check_name("topic", topic); !ok) return ok.error();
-  if (writable_log) shm::enable_light_fences();  // before this process publishes a frame
   const std::string rpath = ring_path(dir, topic, partition);
   auto log =
       shm::open_file(rpath, shm::FileKind::Ring, {.writable = writable_log, .prefault = prefault});
@@ -148,7 +147,6 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
 
 Result<Ring> Ring::open_fds(int ring_fd, int cursor_fd, std::string_view topic,
                             std::uint32_t partition, bool writable_log, bool prefault) {
-  if (writable_log) shm::enable_light_fences();  // before this process publishes a frame
   const std::string rpath = "ring of " + std::string(topic) + "." + std::to_string(partition);
   const std::string cpath = "cursors of " + std::string(topic) + "." + std::to_string(partition);
   auto log = shm::open_fd(ring_fd, rpath, shm::FileKind::Ring,

@@ -27,6 +27,10 @@
 // sleep, next to a futex wake-up of 35-55 µs. The same scheme as liburcu's
 // and folly's asymmetric barriers, across processes.
 //
+// The price is on the registered side too: each heavy fence interrupts every
+// CPU running a thread of a registered process. Producer::open registers its
+// process unless ProducerOptions::light_fence is off (include/shmbus/options.hpp).
+//
 // Registration is per process (its address space) and lost across fork and
 // exec, so a forked child starts unregistered (an atfork handler) and uses
 // full fences until it registers itself. Where membarrier is unavailable

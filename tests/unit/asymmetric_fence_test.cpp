@@ -17,6 +17,7 @@
 #include <new>
 
 #include "log/spin.hpp"
+#include "test_bus.hpp"
 
 namespace shmbus::shm {
 namespace {
@@ -95,6 +96,33 @@ TEST_F(AsymmetricFence, OneSideAlwaysSeesTheOther) {
   EXPECT_EQ(run(m), 0u) << "rounds in which neither process saw the other's store";
   EXPECT_EQ(m->child_registered_at_fork.v, 0u) << "a forked child must register itself";
   EXPECT_EQ(m->child_light.v, 1u);
+}
+
+// ProducerOptions::light_fence decides whether opening a producer registers
+// its process (and so exposes it to the heavy fences' interrupts); run in a
+// forked child, which starts unregistered whatever the test process did.
+using ProducerFence = testing::TestBus;
+TEST_F(ProducerFence, OnlyAProducerThatAsksRegistersItsProcess) {
+  ASSERT_TRUE(Topic::create(bus, "t", TopicOptions{}));
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ProducerOptions full;
+    full.light_fence = false;
+    auto a = Producer::open(bus, "t", full);
+    if (!a) ::_exit(3);
+    if (detail::light_fences.load()) ::_exit(1);  // registered without asking
+    auto b = Producer::open(bus, "t");
+    if (!b) ::_exit(3);
+    ::_exit(detail::light_fences.load() ? 0 : 2);  // the default did not register
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 2 && !enable_light_fences())
+    GTEST_SKIP() << "membarrier registration is not available here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: registered with light_fence off; 2: not registered by "
+                                       "default; 3: could not open a producer";
 }
 
 }  // namespace
