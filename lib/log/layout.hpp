@@ -227,6 +227,14 @@ inline constexpr std::uint64_t generation_of(std::uint64_t control) {
 //                 claim, stored after the fetch_add; claim_bytes 0 = none.
 // A producer that dies between its fetch_add and the exact record leaves a
 // hole no reaper knows of (see "The hole before pending" above).
+//
+// An exclusive ring (one producer, no fetch_add) needs less: only its owner
+// moves the tail, and it stores claim_position before the tail (release), so
+// its open claim is always [claim_position, tail), empty once committed
+// (frames already committed in it are skipped by the reaper's walk). Its
+// offer() stores only claim_position; claim() also stores claim_bytes, which
+// the supervisor watches for hung hand-outs (an offer hands nothing out).
+// claim_position is set to the tail while the slot is Joining.
 struct alignas(kFalseSharingRange) ProducerSlot {
   std::uint64_t control;  // Free -> Joining -> Active by CAS; back to Free by CAS
   std::uint32_t pid;

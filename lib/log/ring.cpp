@@ -327,16 +327,23 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     // Pad what the dead producer left uncommitted in its exact claim record;
     // a part it committed already (a frame or a boundary PAD) is skipped.
     // Redoing this after a reaper died half-way is harmless for that reason.
-    const std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
-    std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
+    // An exclusive ring's claim ends at the tail (layout.hpp, ProducerSlot);
+    // a position past the tail is damage, and fails the sanity check.
+    const std::uint64_t tail_now = tail().load(std::memory_order_acquire);
+    std::uint64_t bytes = 0, p = 0;
+    if (exclusive_) {
+      p = atomic(s.claim_position).load(std::memory_order_relaxed);
+      bytes = tail_now >= p ? tail_now - p : ~std::uint64_t{0};
+    } else {
+      bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
+      p = atomic(s.claim_position).load(std::memory_order_relaxed);
+    }
     const std::uint64_t end = p + bytes;
     const bool sane = p % alignment_ == 0 && bytes % alignment_ == 0 && bytes <= 2 * segment_bytes_;
     // A producer that died waiting for room holds a claim a ring ahead of
     // unread frames (`block`) or of another producer's open claim: padding it
     // now would overwrite them. Leave it to a later reap.
-    if (sane && bytes != 0 &&
-        end > gate(tail().load(std::memory_order_acquire), &s, policy_ == Policy::Block) +
-                  capacity_) {
+    if (sane && bytes != 0 && end > gate(tail_now, &s, policy_ == Policy::Block) + capacity_) {
       atomic(s.control).store(make_control(SlotState::Active, generation_of(c)),
                               std::memory_order_release);
       continue;

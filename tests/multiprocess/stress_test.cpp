@@ -3,6 +3,7 @@
 // consumer; and a consumer killed with SIGKILL in the middle of polling.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "../unit/test_bus.hpp"
+#include "message_check.hpp"
 #include "process.hpp"
 
 namespace shmbus {
@@ -125,6 +127,74 @@ TEST_F(MultiProcess, KilledConsumerStallsNobody) {
   auto info = Topic::describe(bus, "crash");
   ASSERT_TRUE(info);
   EXPECT_EQ(info->partitions[0].consumers, 0u) << "the dead consumer's slot was freed";
+}
+
+// An exclusive producer killed with SIGKILL at random moments of its offer
+// loop, again and again: each next producer's open reaps the dead one (and
+// pads a frame it was killed inside of), and a consumer running throughout
+// gets every committed message of every producer, in order, intact, with no
+// hole left to stall it.
+TEST_F(MultiProcess, KilledExclusiveProducersLeaveNoHole) {
+  TopicOptions o;
+  o.segment_bytes = 16 * 1024;
+  o.segment_count = 4;
+  o.exclusive_producer = true;
+  ASSERT_TRUE(Topic::create(bus, "x", o));
+  auto consumer = Consumer::open(bus, "x");
+  ASSERT_TRUE(consumer);
+  constexpr std::uint32_t kKilled = 50;  // producers 0..49 killed, 50 runs to its end
+  constexpr std::uint64_t kLast = 2000;  // messages of the last producer
+  std::vector<std::uint64_t> next(kKilled + 1, 0);
+  std::atomic<bool> failed{false};
+  std::atomic<bool> stop{false};
+  std::atomic<bool> last_done{false};  // the reader got all of the last producer's
+  std::thread reader([&] {
+    auto check = [&](const Message& m) {
+      testing::CheckHeader h;
+      if (!testing::check_message(m.payload, h) || h.producer > kKilled ||
+          h.seq != next[h.producer]) {
+        ADD_FAILURE() << "message at " << m.position << " damaged or out of order";
+        failed = true;
+        return;
+      }
+      if (++next[h.producer] == kLast && h.producer == kKilled) last_done = true;
+    };
+    while (!stop && !failed && !last_done) {
+      const PollResult r = consumer->poll_wait(check, 256, 20ms);
+      if (r.status != Status::Ok && r.status != Status::Timeout) {
+        ADD_FAILURE() << "poll: " << to_string(r.status);
+        failed = true;
+      }
+    }
+  });
+  std::uint32_t seed = 1;
+  for (std::uint32_t id = 0; id < kKilled && !failed; ++id) {
+    Child p({worker(), "produce", bus, "x", std::to_string(id), "1000000000", "16"});
+    ASSERT_TRUE(p.started());
+    // Killed 0-3 ms after its first message, somewhere in its offer loop.
+    const std::uint64_t tail_before = Topic::describe(bus, "x")->partitions[0].tail;
+    const auto started = std::chrono::steady_clock::now();
+    while (Topic::describe(bus, "x")->partitions[0].tail == tail_before) {
+      ASSERT_LT(std::chrono::steady_clock::now() - started, 30s)
+          << "producer " << id << " published nothing (the ring full behind a hole?)";
+      std::this_thread::sleep_for(100us);
+    }
+    seed = seed * 1103515245u + 12345u;
+    std::this_thread::sleep_for(std::chrono::microseconds((seed >> 16) % 3000));
+    p.kill9();
+    EXPECT_EQ(p.wait(10s), 128 + SIGKILL);
+  }
+  Child last({worker(), "produce", bus, "x", std::to_string(kKilled), std::to_string(kLast), "16"});
+  ASSERT_TRUE(last.started());
+  EXPECT_EQ(last.wait(60s), 0) << "the last producer could not open the topic or publish";
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!last_done && !failed && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  stop = true;
+  reader.join();
+  EXPECT_EQ(next[kKilled], kLast) << "the consumer stalled (a hole no reaper padded?)";
+  for (std::uint32_t id = 0; id < kKilled; ++id)
+    EXPECT_GT(next[id], 0u) << "producer " << id << ": its committed messages did not arrive";
 }
 
 // Two processes that both sleep on the futex between round trips, publishing

@@ -677,6 +677,58 @@ TEST_F(WhiteboxTest, DeadProducerClaimIsPaddedOver) {
   }
 }
 
+// An exclusive producer killed inside offer() leaves its tail moved and no
+// claim length (offer records only the position): the reaper pads from its
+// claim_position to the tail, and keeps a frame it committed there.
+TEST_F(WhiteboxTest, DeadExclusiveProducerIsPaddedToTheTail) {
+  const shm::ProcessId dead = exited_process();
+  ASSERT_NE(dead.pid, 0u);
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block, /*exclusive=*/true)));
+  auto ring = open_ring();
+  auto c = Consumer::open(bus, "t");
+  ASSERT_TRUE(ring && c);
+  log::ProducerSlot& slot = ring->producer_slot(0);
+  auto fake_dead_owner = [&](std::uint64_t position, std::uint64_t tail) {
+    const std::uint64_t old = atomic(slot.control).load();
+    ASSERT_EQ(log::state_of(old), SlotState::Free);
+    atomic(slot.pid).store(dead.pid);
+    atomic(slot.start_time).store(dead.start_time);
+    atomic(slot.claim_position).store(position);
+    ring->tail().store(tail);
+    atomic(slot.control).store(log::make_control(SlotState::Active, log::generation_of(old) + 1));
+  };
+  std::vector<std::string> got;
+  auto collect = [&](const Message& m) { got.emplace_back(text(m.payload)); };
+  {
+    auto a = Producer::open(bus, "t");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(slot.claim_position, 0u) << "set to the tail on joining";
+    ASSERT_EQ(a->offer(bytes("first")), Status::Ok);
+    ASSERT_EQ(a->offer(bytes("second")), Status::Ok);
+    EXPECT_EQ(slot.claim_position, 64u);
+    EXPECT_EQ(slot.claim_bytes, 0u) << "an exclusive offer records no length";
+  }
+  // Died after committing its claim [64, 128): nothing to pad.
+  ASSERT_NO_FATAL_FAILURE(fake_dead_owner(64, 128));
+  {
+    auto b = Producer::open(bus, "t");  // reaps it
+    ASSERT_TRUE(b);
+    EXPECT_EQ(c->poll(collect, 10).status, Status::Ok);
+    EXPECT_EQ(got, (std::vector<std::string>{"first", "second"}));
+    EXPECT_EQ(c->position(), 128u);
+  }
+  // Died inside offer(): the tail moved over [128, 256), no byte written.
+  ASSERT_NO_FATAL_FAILURE(fake_dead_owner(128, 256));
+  EXPECT_EQ(c->poll(collect, 10).status, Status::Empty);
+  auto b = Producer::open(bus, "t");
+  ASSERT_TRUE(b);
+  expect_pad(*ring, 128, 128);
+  ASSERT_EQ(b->offer(bytes("third")), Status::Ok);
+  EXPECT_EQ(c->poll(collect, 10).status, Status::Ok);
+  EXPECT_EQ(got.back(), "third");
+  EXPECT_EQ(c->position(), 320u);
+}
+
 // Block: a producer that died while waiting for room (its claim lies a ring
 // ahead of an unread frame) must not be padded over before that frame is
 // read: the PAD lands on the unread frame.
