@@ -69,8 +69,17 @@ void Supervisor::scan_producers(const std::string& name, const log::Ring& ring,
     log::ProducerSlot& s = ring.producer_slot(j);
     // Acquire loads: a snapshot to compare with the next scan's.
     const std::uint64_t control = atomic(s.control).load(std::memory_order_acquire);
-    const std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
+    std::uint64_t bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
     const std::uint64_t position = atomic(s.claim_position).load(std::memory_order_relaxed);
+    // An exclusive ring's offer records its claim by position alone: the
+    // claim is [position, tail) while the frame there is not settled (layout.hpp).
+    if (ring.exclusive() && bytes == 0) {
+      const std::uint64_t tail = ring.tail().load(std::memory_order_acquire);
+      const std::uint64_t word =
+          atomic(ring.frame_at(position)->commit).load(std::memory_order_acquire);
+      if (tail > position && word != ring.commit_word(position) && word != ring.skip_word(position))
+        bytes = tail - position;
+    }
     const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_acquire);
     const bool open =
         log::state_of(control) == SlotState::Active && (bytes != 0 || floor != log::kNoClaimFloor);
@@ -101,6 +110,7 @@ void Supervisor::scan_producers(const std::string& name, const log::Ring& ring,
     // was written. Said once; revoked later if it hands the frame out and hangs.
     if (seen_slot.warned) continue;
     seen_slot.warned = true;
+    ++a.stalled;
     logf("warning", who + " has been inside claim() for over " + ms_text(timeout) +
                         " (waiting for room, or stopped before its frame was written): "
                         "nothing to revoke; other producers stop a ring past it until it "

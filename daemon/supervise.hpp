@@ -34,6 +34,7 @@ class Supervisor {
   struct Actions {
     std::uint32_t revoked = 0;  // claims revoked
     std::uint32_t evicted = 0;  // cursors evicted
+    std::uint32_t stalled = 0;  // producers reported inside a claim with nothing handed out
   };
 
   // Scans the producer and cursor slots of every partition of one topic.

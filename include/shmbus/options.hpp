@@ -63,12 +63,13 @@ struct ProducerOptions {
   // Publish with a compiler barrier instead of a full fence (an `mfence`)
   // before looking for sleeping consumers: a consumer about to sleep pays for
   // both with membarrier(2), which interrupts once every CPU then running a
-  // thread of a process that enabled this (~1-2 µs; 18 µs in a VM). On this
-  // project's VM the full fence held 64 B throughput to ~0.42x the bare ring,
-  // against ~0.63x without it. Turn it off for a process on an isolated core
+  // thread of a process that enabled this (~1-2 µs; 18 µs in a VM). The full
+  // fence costs a producer about a quarter of its 64 B throughput here
+  // (README, "Performance"). Turn it off for a process on an isolated core
   // that must never be interrupted while futex consumers (WaitStrategy::Futex,
-  // `shmbus tail`) come and go anywhere on the machine. Per process: once one
-  // producer of a process enabled it, all its producers publish this way.
+  // `shmbus tail`) come and go anywhere on the machine (and do not fork it
+  // from a process that enabled it). Per process: once one producer of a
+  // process enabled it, all its producers publish this way.
   bool light_fence = true;
 };
 

@@ -62,9 +62,9 @@
 //     SYNC POINT with consumer step 1              after the batch, reload the own slot's
 //     (a failed CAS: revoked, Status::Revoked)     control: changed = evicted (below)
 //   5 if waiters (seq_cst load): wake          5 cursor.store(p_next, release) per batch
-//     (offer, pads: after a light fence,         SYNC POINT with producer step 2
-//     paired with a sleeper's heavy fence:     a sleeper: waiters += 1, heavy fence,
-//     shm/asymmetric_fence.hpp)                  reload commit(p), then futex wait
+//     (offer, pads: a relaxed load after a       SYNC POINT with producer step 2
+//     light fence, paired with a sleeper's     a sleeper: waiters += 1, heavy fence,
+//     heavy one: shm/asymmetric_fence.hpp)       reload commit(p), then futex wait
 //
 // Pads that a producer writes itself (segment ends) and that a reaper writes
 // over a dead producer's unwritten claim are stored ready at once (Ring::write_pad).
@@ -229,19 +229,21 @@ inline constexpr std::uint64_t generation_of(std::uint64_t control) {
 // hole no reaper knows of (see "The hole before pending" above).
 //
 // An exclusive ring (one producer, no fetch_add) needs less: only its owner
-// moves the tail, and it stores claim_position before the tail (release), so
-// its open claim is always [claim_position, tail), empty once committed
-// (frames already committed in it are skipped by the reaper's walk). Its
-// offer() stores only claim_position; claim() also stores claim_bytes, which
-// the supervisor watches for hung hand-outs (an offer hands nothing out).
-// claim_position is set to the tail while the slot is Joining.
+// moves the tail, and it stores claim_position before the tail (release;
+// reapers load the tail with acquire, then claim_position), so its last
+// claim is always [claim_position, tail): open until the frame at
+// claim_position is committed (the reaper's walk skips committed frames, and
+// the supervisor looks at that frame's commit word). Its common-case offer
+// (Producer offer_fast) stores only claim_position; its other offers and
+// claim() keep the full record, whose claim_bytes the supervisor watches for
+// hung hand-outs. claim_position is set to the tail while the slot is Joining.
 struct alignas(kFalseSharingRange) ProducerSlot {
   std::uint64_t control;  // Free -> Joining -> Active by CAS; back to Free by CAS
   std::uint32_t pid;
   std::uint32_t reserved0;
   std::uint64_t start_time;
-  std::uint64_t claim_position;  // producer: relaxed, then claim_bytes with release
-  std::uint64_t claim_bytes;     // reaper: acquire, then claim_position
+  std::uint64_t claim_position;  // producer: relaxed, then claim_bytes (exclusive: tail) release
+  std::uint64_t claim_bytes;     // reaper: acquire (exclusive: tail), then claim_position
   std::uint64_t claim_floor;     // producer: seq_cst; other producers: seq_cst
 };
 static_assert(sizeof(ProducerSlot) == 128);

@@ -276,14 +276,14 @@ struct Producer::Impl {
   }
 
   // The common case of an exclusive producer: no key, no properties, room
-  // before the segment end and below the cached gate. The stores of
+  // before the segment end and below the cached gate. The frame's stores of
   // acquire() + offer() above in the same order, without plan() and
   // acquire()'s branches (on this VM: 32 B round trip 1.5x -> 1.25x the bare
   // line; bench/latency.cpp), and with the claim recorded by its position
   // alone: an exclusive producer's open claim ends at the tail, so a reaper
   // needs no length and no "claim ended" store (layout.hpp, ProducerSlot).
-  // That saves three of the four stores of the record, a quarter of an
-  // uncontended offer (BM_Offer, 64 B: 12.6 -> 9.7 ns). Anything else takes offer().
+  // That saves three of the record's four stores per message (BM_Offer, 64 B:
+  // 12.6 -> 10.4 ns). Anything else takes offer(), with the full record.
   Status offer_fast(std::span<const std::byte> payload) noexcept {
     const std::uint64_t p = local_tail;
     const std::uint64_t n = ring.frame_bytes(payload.size());

@@ -13,9 +13,8 @@
 // see the old values and the consumer sleeps through a commit. With a full
 // fence on both sides that costs the producer an `mfence` per message, which
 // waits for the store buffer to drain, i.e. for the lines of the frame just
-// written to be owned again after the consumer read them: on this VM's EPYC
-// the producer's 64 B throughput rose from about 0.45x to 0.6x the bare SPSC
-// ring without it (bench/latency.cpp, medians of 8 runs).
+// written to be owned again after the consumer read them (what it costs in
+// 64 B throughput: README, "Performance", the "full fence" row).
 //
 // membarrier(2) moves that cost: MEMBARRIER_CMD_GLOBAL_EXPEDITED, issued by
 // the consumer, runs a full barrier on every CPU that is running a thread of
@@ -31,12 +30,15 @@
 // CPU running a thread of a registered process. Producer::open registers its
 // process unless ProducerOptions::light_fence is off (include/shmbus/options.hpp).
 //
-// Registration is per process (its address space) and lost across fork and
-// exec, so a forked child starts unregistered (an atfork handler) and uses
-// full fences until it registers itself. Where membarrier is unavailable
-// (old kernel, seccomp), registration fails and the producer keeps the full
-// fence; a consumer whose heavy_fence() fails may miss a wake-up from a
-// registered producer and so sleeps in short slices instead (Consumer).
+// Registration belongs to the address space: exec drops it; a forked child
+// inherits it on the kernels we know (6.x), but nothing documents that, so
+// the child's flag is reset (an atfork handler) and it uses full fences until
+// it registers itself. (So a child of a registered process may still take
+// the heavy fences' interrupts, whatever its own producers' options.) Where
+// membarrier is unavailable (old kernel, seccomp), registration fails and the
+// producer keeps the full fence; a consumer whose heavy_fence() fails may
+// miss a wake-up from a registered producer and so sleeps in short slices
+// instead (Consumer).
 #pragma once
 
 #include <atomic>

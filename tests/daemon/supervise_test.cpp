@@ -81,6 +81,35 @@ TEST_F(SupervisorTest, ClaimTimeoutRunsFromTheFramesHandOut) {
   EXPECT_EQ(scan(500ms).revoked, 0u) << "once";
 }
 
+// An exclusive ring's offer records only its position; a producer stopped
+// between its tail store and its commit is still seen inside its claim
+// (reported once, nothing to revoke), and a committed offer is not.
+TEST_F(SupervisorTest, ExclusiveOfferStoppedBeforeItsCommitIsReported) {
+  TopicOptions o = options_;
+  o.exclusive_producer = true;
+  ASSERT_TRUE(Topic::create(bus, "x", o));
+  auto r = log::Ring::open(shm::bus_directory(bus), "x", 0, /*writable_log=*/true, false);
+  ASSERT_TRUE(r) << r.error().message;
+  rings_[0] = std::move(r).value();
+  options_ = o;
+  log::ProducerSlot& s = ring().producer_slot(0);
+  const shm::ProcessId me = shm::self();
+  s.pid = me.pid;
+  s.start_time = me.start_time;
+  s.claim_position = 0;
+  atomic(s.control).store(log::make_control(SlotState::Active, 1));
+  ring().write_pad(0, 64);  // a settled frame at 0 and the tail at 64: no open claim
+  ring().tail().store(64);
+  EXPECT_EQ(scan(0ms).stalled, 0u);
+  EXPECT_EQ(scan(150ms).stalled, 0u) << "its last offer is committed";
+  s.claim_position = 64;  // offering at 64: the tail moved, nothing committed
+  ring().tail().store(128);
+  EXPECT_EQ(scan(200ms).stalled, 0u);
+  EXPECT_EQ(scan(350ms).stalled, 1u);
+  EXPECT_EQ(scan(500ms).stalled, 0u) << "once";
+  EXPECT_EQ(scan(500ms).revoked, 0u) << "an offer hands nothing out";
+}
+
 // A claim handed out and committed before the timeout is left alone.
 TEST_F(SupervisorTest, ClaimCommittedInTimeIsLeftAlone) {
   open_claim();
