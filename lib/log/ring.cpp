@@ -320,9 +320,12 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     ProducerSlot& s = producer_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
     if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
-    const std::uint64_t reaping = make_control(SlotState::Joining, generation_of(c));
-    if (c != reaping &&
-        !atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
+    // Take it by a CAS to a new generation, also from Joining (a joiner or a
+    // reaper that died): a reaper that stalled here must not go on padding
+    // after another finished and a new producer joined (its CAS fails then),
+    // and a live joiner whose pid is not stored yet loses its slot, not data.
+    const std::uint64_t reaping = make_control(SlotState::Joining, generation_of(c) + 1);
+    if (!atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
       continue;  // somebody else took it meanwhile
     // Pad what the dead producer left uncommitted in its exact claim record;
     // a part it committed already (a frame or a boundary PAD) is skipped.
@@ -344,7 +347,7 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     // unread frames (`block`) or of another producer's open claim: padding it
     // now would overwrite them. Leave it to a later reap.
     if (sane && bytes != 0 && end > gate(tail_now, &s, policy_ == Policy::Block) + capacity_) {
-      atomic(s.control).store(make_control(SlotState::Active, generation_of(c)),
+      atomic(s.control).store(make_control(SlotState::Active, generation_of(reaping)),
                               std::memory_order_release);
       continue;
     }
