@@ -38,17 +38,21 @@ class SupervisorTest : public shmbus::testing::TestBus {
   Supervisor::Actions scan(Supervisor::Clock::duration at) {
     return supervisor_.scan("t", options_, rings_, t0_ + at);
   }
-  // A live producer (this process) with an open claim of 64 bytes at 0.
-  void open_claim() {
+  // A live producer (this process) in slot 0 whose claim record is at 0:
+  // `bytes` long, or by its position alone (0: an exclusive ring's offer).
+  log::ProducerSlot& live_producer(std::uint64_t bytes) {
     log::ProducerSlot& s = ring().producer_slot(0);
     const shm::ProcessId me = shm::self();
     s.pid = me.pid;
     s.start_time = me.start_time;
     s.claim_position = 0;
-    s.claim_bytes = 64;
-    s.claim_floor = 0 | 1;
+    s.claim_bytes = bytes;
+    s.claim_floor = bytes != 0 ? 0 | 1 : log::kNoClaimFloor;
     atomic(s.control).store(log::make_control(SlotState::Active, 1));
+    return s;
   }
+  // A live producer with an open claim of 64 bytes at 0.
+  void open_claim() { live_producer(64); }
   // A live consumer (this process) whose cursor is at 0, a ring behind the tail.
   void stuck_cursor() {
     log::CursorSlot& s = ring().cursor_slot(0);
@@ -92,12 +96,7 @@ TEST_F(SupervisorTest, ExclusiveOfferStoppedBeforeItsCommitIsReported) {
   ASSERT_TRUE(r) << r.error().message;
   rings_[0] = std::move(r).value();
   options_ = o;
-  log::ProducerSlot& s = ring().producer_slot(0);
-  const shm::ProcessId me = shm::self();
-  s.pid = me.pid;
-  s.start_time = me.start_time;
-  s.claim_position = 0;
-  atomic(s.control).store(log::make_control(SlotState::Active, 1));
+  log::ProducerSlot& s = live_producer(0);
   ring().write_pad(0, 64);  // a settled frame at 0 and the tail at 64: no open claim
   ring().tail().store(64);
   EXPECT_EQ(scan(0ms).stalled, 0u);
