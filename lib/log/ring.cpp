@@ -320,37 +320,42 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     ProducerSlot& s = producer_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
     if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
-    // Take it by a CAS to a new generation, also from Joining (a joiner or a
-    // reaper that died): a reaper that stalled here must not go on padding
-    // after another finished and a new producer joined (its CAS fails then),
-    // and a live joiner whose pid is not stored yet loses its slot, not data.
-    const std::uint64_t reaping = make_control(SlotState::Joining, generation_of(c) + 1);
-    if (!atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
-      continue;  // somebody else took it meanwhile
-    // Pad what the dead producer left uncommitted in its exact claim record;
-    // a part it committed already (a frame or a boundary PAD) is skipped.
-    // Redoing this after a reaper died half-way is harmless for that reason.
+    // Read the dead owner's claim record before taking the slot: whoever
+    // rewrites the record (a joiner, another reaper) changes the control word
+    // first, and generations never repeat, so a successful CAS from c below
+    // proves this is still the dead owner's record.
     // An exclusive ring's claim ends at the tail (layout.hpp, ProducerSlot);
     // a position past the tail is damage, and fails the sanity check.
     const std::uint64_t tail_now = tail().load(std::memory_order_acquire);
-    std::uint64_t bytes = 0, p = 0;
-    if (exclusive_) {
-      p = atomic(s.claim_position).load(std::memory_order_relaxed);
-      bytes = tail_now >= p ? tail_now - p : ~std::uint64_t{0};
-    } else {
-      bytes = atomic(s.claim_bytes).load(std::memory_order_acquire);
-      p = atomic(s.claim_position).load(std::memory_order_relaxed);
-    }
+    const std::uint64_t recorded = atomic(s.claim_bytes).load(std::memory_order_acquire);
+    std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
+    const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_relaxed);
+    const std::uint64_t bytes =
+        !exclusive_ ? recorded : (tail_now >= p ? tail_now - p : ~std::uint64_t{0});
     const std::uint64_t end = p + bytes;
     const bool sane = p % alignment_ == 0 && bytes % alignment_ == 0 && bytes <= 2 * segment_bytes_;
     // A producer that died waiting for room holds a claim a ring ahead of
     // unread frames (`block`) or of another producer's open claim: padding it
-    // now would overwrite them. Leave it to a later reap.
-    if (sane && bytes != 0 && end > gate(tail_now, &s, policy_ == Policy::Block) + capacity_) {
-      atomic(s.control).store(make_control(SlotState::Active, generation_of(reaping)),
-                              std::memory_order_release);
+    // now would overwrite them. Leave the slot as it is to a later reap.
+    if (sane && bytes != 0 && end > gate(tail_now, &s, policy_ == Policy::Block) + capacity_)
       continue;
-    }
+    // Take it by a CAS to a new generation, also from Joining (a joiner or a
+    // reaper that died): a reaper that stalled before this CAS fails it once
+    // another reaper has freed the slot or a new producer has joined.
+    const std::uint64_t reaping = make_control(SlotState::Joining, generation_of(c) + 1);
+    if (!atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
+      continue;  // somebody else took it meanwhile
+    // Name ourselves its holder, so that other reapers leave it to us until it
+    // is Free (if we die, the next one redoes the walk: the record is intact).
+    // One that read the dead owner's pid just before can still take it over
+    // from us; it pads the same range, and we clear the record below only
+    // where it still holds the values read above.
+    const shm::ProcessId me = shm::self();
+    atomic(s.pid).store(me.pid, std::memory_order_relaxed);
+    atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+    // Pad what the dead producer left uncommitted in its exact claim record;
+    // a part it committed already (a frame or a boundary PAD) is skipped.
+    // Redoing this after a reaper died half-way is harmless for that reason.
     // The gate's loads before the pad's stores, as in a producer (layout.hpp,
     // "Slow consumer": an evicted in-place reader's check relies on it).
     std::atomic_thread_fence(std::memory_order_release);
@@ -369,8 +374,14 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
       write_pad(p, n);
       p += n;
     }
-    atomic(s.claim_bytes).store(0, std::memory_order_release);
-    atomic(s.claim_floor).store(kNoClaimFloor, std::memory_order_release);
+    // Release: the pads before "no claim" (another producer's gate may then lap them).
+    std::uint64_t was = recorded;
+    atomic(s.claim_bytes)
+        .compare_exchange_strong(was, 0, std::memory_order_release, std::memory_order_relaxed);
+    was = floor;
+    atomic(s.claim_floor)
+        .compare_exchange_strong(was, kNoClaimFloor, std::memory_order_release,
+                                 std::memory_order_relaxed);
     std::uint64_t expected = reaping;
     if (atomic(s.control).compare_exchange_strong(
             expected, make_control(SlotState::Free, generation_of(reaping)),
