@@ -17,7 +17,8 @@ namespace {
 long membarrier(int command) noexcept {
   return ::syscall(__NR_membarrier, command, 0, 0);
 }
-// The child of a fork has an address space of its own, not registered.
+// A forked child starts with full fences until it registers itself: we do not
+// rely on the kernel's registration being inherited (asymmetric_fence.hpp).
 void forget_registration_in_child() noexcept {
   detail::light_fences.store(false, std::memory_order_relaxed);
 }
