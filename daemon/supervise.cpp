@@ -77,8 +77,7 @@ void Supervisor::scan_producers(const std::string& name, const log::Ring& ring,
       const std::uint64_t tail = ring.tail().load(std::memory_order_acquire);
       const std::uint64_t word =
           atomic(ring.frame_at(position)->commit).load(std::memory_order_acquire);
-      if (tail > position && word != ring.commit_word(position) && word != ring.skip_word(position))
-        bytes = tail - position;
+      if (tail > position && !ring.settled(word, position)) bytes = tail - position;
     }
     const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_acquire);
     const bool open =
@@ -133,7 +132,7 @@ void Supervisor::scan_cursors(const std::string& name, const log::Ring& ring,
     // is not slow: evicting it would free nothing.
     const std::uint64_t word =
         atomic(ring.frame_at(position)->commit).load(std::memory_order_acquire);
-    const bool readable = word == ring.commit_word(position) || word == ring.skip_word(position);
+    const bool readable = ring.settled(word, position);
     const bool holding = log::state_of(control) == SlotState::Active && readable &&
                          position + ring.capacity() < tail + ring.segment_bytes();
     Seen& seen_slot = seen[k];

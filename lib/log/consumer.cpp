@@ -120,7 +120,7 @@ struct Consumer::Impl {
   // Whether poll has something to do at p: a committed or a skipped frame.
   bool ready(std::uint64_t p) const noexcept {
     const std::uint64_t word = atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst);
-    return word == ring.commit_word(p) || word == ring.skip_word(p);
+    return ring.settled(word, p);
   }
 
   // The frame at p carries the skip word (aborted, or revoked by shmbusd):

@@ -11,8 +11,8 @@ FrameCount count_frames(const Ring& ring, std::uint64_t from, std::uint64_t to,
     // Acquire: the header's fields were written before the commit word. A
     // skipped frame (aborted, revoked) is walked over: its length is stable.
     const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
-    const bool skipped = word == ring.skip_word(p);
-    if (word != ring.commit_word(p) && !skipped) break;
+    if (!ring.settled(word, p)) break;
+    const bool skipped = word != ring.commit_word(p);
     const std::uint32_t length = atomic(f->length).load(std::memory_order_relaxed);
     const FrameType type = atomic(f->type).load(std::memory_order_relaxed);
     if (length > ring.segment_left(p) - sizeof(FrameHeader)) break;

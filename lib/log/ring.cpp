@@ -364,7 +364,7 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
       // A frame it handed out (header written) is revoked, like a hung one's.
       const std::uint64_t word =
           revoke(p) ? skip_word(p) : atomic(f->commit).load(std::memory_order_acquire);
-      if (word == commit_word(p) || word == skip_word(p)) {
+      if (settled(word, p)) {
         std::uint64_t n = frame_bytes(f->length);
         if (n > segment_left(p)) break;  // corrupt: leave the rest to the consumer's checks
         p += n;

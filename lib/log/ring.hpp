@@ -69,6 +69,12 @@ class Ring {
   std::uint64_t commit_word(std::uint64_t p) const noexcept { return p ^ salt_; }
   std::uint64_t skip_word(std::uint64_t p) const noexcept { return (p ^ kSkipBit) ^ salt_; }
   std::uint64_t pending_word(std::uint64_t p) const noexcept { return (p ^ kPendingBit) ^ salt_; }
+  // Whether `word`, read from the commit word at p (each caller picks its
+  // load order), says the frame there is settled: committed or skipped. Its
+  // header is then final, and its length may be walked over.
+  bool settled(std::uint64_t word, std::uint64_t p) const noexcept {
+    return word == commit_word(p) || word == skip_word(p);
+  }
   FrameHeader* frame_at(std::uint64_t p) const noexcept {
     return reinterpret_cast<FrameHeader*>(data_ + (p & (capacity_ - 1)));
   }
