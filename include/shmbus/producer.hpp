@@ -41,6 +41,11 @@ struct Claim {
 
 class Producer {
  public:
+  // Takes a producer slot of the partition (slot 0 of an exclusive one),
+  // first reaping the slots of producers that died. EBUSY when every slot
+  // has a live owner. A slot changing owners (a joiner filling it in, a
+  // reaper padding after a crash) is waited for, up to a second, so an
+  // exclusive producer restarted right after a crash does not fail for that.
   static Result<Producer> open(std::string_view bus, std::string_view topic,
                                const ProducerOptions& options = {});
   Producer(Producer&&) noexcept;

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <thread>
 
 #include "log/attach.hpp"
 #include "log/ring.hpp"
@@ -38,6 +40,55 @@ struct Producer::Impl {
   std::chrono::steady_clock::time_point next_reap{};
 
   static constexpr std::uint64_t kNoClaim = std::numeric_limits<std::uint64_t>::max();
+  // How long Producer::open waits for slots that are passing between owners.
+  static constexpr std::chrono::milliseconds kJoinWait{1000};
+
+  // Joined: we own a slot. Held: every slot we may take has an owner.
+  // Passing: none was free, or one we tried was taken from under us, and
+  // some slot is Joining (changing owners): worth another try soon.
+  enum class Join { Joined, Held, Passing };
+
+  // Takes a free slot: Free -> Joining (invisible to reapers' padding and to
+  // gating), fill in who we are, then Joining -> Active. An exclusive topic
+  // has one slot in use: slot 0.
+  Join join() noexcept {
+    const shm::ProcessId me = shm::self();
+    Join result = Join::Held;
+    const std::uint32_t slots = ring.exclusive() ? 1 : ring.max_producers();
+    for (std::uint32_t i = 0; i < slots; ++i) {
+      log::ProducerSlot& s = ring.producer_slot(i);
+      std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+      const std::uint64_t gen = log::generation_of(c) + 1;
+      if (log::state_of(c) != SlotState::Free) {
+        if (log::state_of(c) == SlotState::Joining) result = Join::Passing;
+        continue;
+      }
+      if (!atomic(s.control).compare_exchange_strong(c, log::make_control(SlotState::Joining, gen),
+                                                     std::memory_order_acq_rel)) {
+        result = Join::Passing;
+        continue;
+      }
+      atomic(s.pid).store(me.pid, std::memory_order_relaxed);
+      atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+      atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
+      atomic(s.claim_floor).store(log::kNoClaimFloor, std::memory_order_relaxed);
+      // An exclusive ring's reaper pads [claim_position, tail): no claim yet.
+      // (Only the slot's owner moves an exclusive ring's tail.)
+      atomic(s.claim_position)
+          .store(ring.tail().load(std::memory_order_acquire), std::memory_order_relaxed);
+      std::uint64_t joining = log::make_control(SlotState::Joining, gen);
+      const std::uint64_t mine = log::make_control(SlotState::Active, gen);
+      // Fails only if a reaper took the slot while our pid was not yet in it.
+      if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_acq_rel)) {
+        result = Join::Passing;
+        continue;
+      }
+      slot = &s;
+      slot_control = mine;
+      return Join::Joined;
+    }
+    return result;
+  }
 
   ~Impl() {
     if (slot == nullptr) return;
@@ -330,48 +381,37 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   log::Ring& r = impl->ring;
   r.reap_dead_producers();  // pads what crashed producers left open
 
-  // Join: Free -> Joining (invisible to reapers' padding and to gating),
-  // fill in who we are, then Joining -> Active. An exclusive topic has one
-  // slot in use: slot 0.
-  const shm::ProcessId me = shm::self();
-  const std::uint32_t slots = impl->ring.exclusive() ? 1 : r.max_producers();
-  for (std::uint32_t i = 0; i < slots && impl->slot == nullptr; ++i) {
-    log::ProducerSlot& s = r.producer_slot(i);
-    std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-    const std::uint64_t gen = log::generation_of(c) + 1;
-    if (log::state_of(c) != SlotState::Free ||
-        !atomic(s.control).compare_exchange_strong(c, log::make_control(SlotState::Joining, gen),
-                                                   std::memory_order_acq_rel)) {
-      if (impl->ring.exclusive())
-        return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " +
-                                std::to_string(atomic(s.pid).load(std::memory_order_relaxed)) +
-                                " holds it"};
-      continue;
-    }
-    atomic(s.pid).store(me.pid, std::memory_order_relaxed);
-    atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
-    atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
-    atomic(s.claim_floor).store(log::kNoClaimFloor, std::memory_order_relaxed);
-    // An exclusive ring's reaper pads [claim_position, tail): no claim yet.
-    // (Only the slot's owner moves an exclusive ring's tail.)
-    atomic(s.claim_position)
-        .store(r.tail().load(std::memory_order_acquire), std::memory_order_relaxed);
-    std::uint64_t joining = log::make_control(SlotState::Joining, gen);
-    const std::uint64_t mine = log::make_control(SlotState::Active, gen);
-    // Fails only if a reaper took the slot while our pid was not yet in it.
-    if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_acq_rel)) {
-      if (impl->ring.exclusive())
-        return Error{
-            EBUSY, "topic partition " + r.name() + " is exclusive and another producer is joining"};
-      continue;
-    }
-    impl->slot = &s;
-    impl->slot_control = mine;
+  // A slot that is Joining is passing between owners: a joiner filling it
+  // in, or a reaper padding after a dead owner (or either of them dead, which
+  // the next reap sees). That lasts microseconds, so it is waited for, up to
+  // kJoinWait, rather than reported as taken: an exclusive producer restarted
+  // right after a crash would otherwise fail while somebody reaps its
+  // predecessor.
+  const auto give_up = std::chrono::steady_clock::now() + Impl::kJoinWait;
+  Impl::Join joined;
+  while ((joined = impl->join()) == Impl::Join::Passing &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    r.reap_dead_producers();
   }
-  if (impl->slot == nullptr)
-    return Error{EBUSY, "topic partition " + r.name() + " has all " +
-                            std::to_string(r.max_producers()) +
-                            " producer slots taken (raise max_producers)"};
+  if (joined != Impl::Join::Joined) {
+    const std::string pid = std::to_string(atomic(r.producer_slot(0).pid).load());
+    if (!r.exclusive())
+      return Error{EBUSY, "topic partition " + r.name() + " has all " +
+                              std::to_string(r.max_producers()) + " producer slots taken" +
+                              (joined == Impl::Join::Passing
+                                   ? " (some were still passing between owners after " +
+                                         std::to_string(Impl::kJoinWait.count()) + " ms)"
+                                   : " (raise max_producers)")};
+    if (joined == Impl::Join::Held)
+      return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " + pid +
+                              " holds it"};
+    return Error{EBUSY, "topic partition " + r.name() +
+                            " is exclusive and its producer slot was still passing between "
+                            "owners after " +
+                            std::to_string(Impl::kJoinWait.count()) + " ms (last named pid " + pid +
+                            ")"};
+  }
   impl->local_tail = r.tail().load(std::memory_order_acquire);
   if (impl->local_tail % r.alignment() != 0)
     return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +

@@ -733,6 +733,61 @@ TEST_F(WhiteboxTest, DeadExclusiveProducerIsPaddedToTheTail) {
 // Block: a producer that died while waiting for room (its claim lies a ring
 // ahead of an unread frame) must not be padded over before that frame is
 // read: the PAD lands on the unread frame.
+// A Joining slot is passing between owners (a joiner filling it in, or a
+// reaper padding after a dead producer): an exclusive producer restarted at
+// that moment waits for it instead of failing; one that stays Joining under
+// a live holder is reported, naming the holder.
+class PassingSlotTest : public WhiteboxTest {
+ protected:
+  // Slot 0 of the exclusive topic "t", Joining, held by this (live) process.
+  std::uint64_t hold_slot_joining(log::ProducerSlot& slot) {
+    const shm::ProcessId me = shm::self();
+    const std::uint64_t joining =
+        log::make_control(SlotState::Joining, log::generation_of(atomic(slot.control).load()) + 1);
+    atomic(slot.pid).store(me.pid);
+    atomic(slot.start_time).store(me.start_time);
+    atomic(slot.control).store(joining);
+    return joining;
+  }
+};
+
+TEST_F(PassingSlotTest, ExclusiveProducerWaitsForItsSlotToChangeOwners) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block, /*exclusive=*/true)));
+  auto ring = open_ring();
+  auto c = Consumer::open(bus, "t");
+  ASSERT_TRUE(ring && c);
+  log::ProducerSlot& slot = ring->producer_slot(0);
+  const std::uint64_t joining = hold_slot_joining(slot);
+  std::thread holder([&] {  // lets go a little later, as a reaper does when it is done
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::uint64_t c = joining;
+    EXPECT_TRUE(atomic(slot.control)
+                    .compare_exchange_strong(
+                        c, log::make_control(SlotState::Free, log::generation_of(joining))));
+  });
+  auto p = Producer::open(bus, "t");
+  holder.join();
+  ASSERT_TRUE(p) << p.error().message;
+  ASSERT_EQ(p->offer(bytes("after")), Status::Ok);
+  std::string got;
+  EXPECT_EQ(c->poll([&](const Message& m) { got = text(m.payload); }, 10).status, Status::Ok);
+  EXPECT_EQ(got, "after");
+}
+
+TEST_F(PassingSlotTest, SlotStuckBetweenOwnersIsReportedNamingTheHolder) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block, /*exclusive=*/true)));
+  auto ring = open_ring();
+  ASSERT_TRUE(ring);
+  hold_slot_joining(ring->producer_slot(0));
+  auto p = Producer::open(bus, "t");
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, EBUSY);
+  EXPECT_NE(p.error().message.find("passing between owners"), std::string::npos)
+      << p.error().message;
+  EXPECT_NE(p.error().message.find("pid " + std::to_string(shm::self().pid)), std::string::npos)
+      << p.error().message;
+}
+
 TEST_F(WhiteboxTest, DeadProducerWaitingForRoomIsNotPaddedOverUnreadData) {
   const shm::ProcessId dead = exited_process();
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
