@@ -75,7 +75,8 @@ void ShmbusChannel::close() {
   consumer_.reset();
 }
 
-PollResult ShmbusChannel::poll(Consumer& c, Handler on, std::uint32_t max) {
+template <class F>
+PollResult ShmbusChannel::poll(Consumer& c, F& on, std::uint32_t max) {
   return t_.wait == WaitStrategy::BusySpin ? c.poll(on, max) : c.poll_wait(on, max, kPollTimeout);
 }
 
@@ -130,27 +131,23 @@ void ShmbusChannel::echo(std::uint64_t n, bool measured) {
   // that the first copy never waits for the length load (no select between
   // the two sizes); it checks the length after the copy.
   if (t_.echo_frame_length) {
-    echo_loop(
-        n,
-        [&](const Message& m) {
-          if (auto st = prod.offer(m.payload); st != Status::Ok) echo_status = st;
-        },
-        echo_status);
+    auto echo_frame = [&](const Message& m) {
+      if (auto st = prod.offer(m.payload); st != Status::Ok) echo_status = st;
+    };
+    echo_loop(n, echo_frame, echo_status);
   } else {
-    echo_loop(
-        n,
-        [&](const Message& m) {
-          if (auto st = prod.offer(Bytes(m.payload.data(), size_)); st != Status::Ok)
-            echo_status = st;
-          if (m.payload.size() != size_)
-            fail(format("ping carried %zu bytes, expected %u", m.payload.size(), size_));
-        },
-        echo_status);
+    auto echo_size = [&](const Message& m) {
+      if (auto st = prod.offer(Bytes(m.payload.data(), size_)); st != Status::Ok) echo_status = st;
+      if (m.payload.size() != size_)
+        fail(format("ping carried %zu bytes, expected %u", m.payload.size(), size_));
+    };
+    echo_loop(n, echo_size, echo_status);
   }
   if (blocking() && measured) switches += voluntary_switches() - s0;
 }
 
-void ShmbusChannel::echo_loop(std::uint64_t n, Handler on, const Status& echo_status) {
+template <class F>
+void ShmbusChannel::echo_loop(std::uint64_t n, F& on, const Status& echo_status) {
   for (std::uint64_t done = 0; done < n;) {
     const PollResult r = poll(*consumer_, on, 64);
     done += r.count;

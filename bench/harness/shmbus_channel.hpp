@@ -83,9 +83,13 @@ class ShmbusChannel : public Channel {
 
  private:
   static constexpr std::chrono::milliseconds kPollTimeout{100};
-  PollResult poll(Consumer& c, Handler on, std::uint32_t max);
+  // `on` is the handler lambda itself, so that Consumer::poll's common case
+  // calls it directly, as an application's loop would.
+  template <class F>
+  PollResult poll(Consumer& c, F& on, std::uint32_t max);
   // B: polls ping until n messages went to `on`; fails on a bad status.
-  void echo_loop(std::uint64_t n, Handler on, const Status& echo_status);
+  template <class F>
+  void echo_loop(std::uint64_t n, F& on, const Status& echo_status);
   ProducerOptions producer_options() const;
   ConsumerOptions consumer_options() const;
 

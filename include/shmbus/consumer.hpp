@@ -28,18 +28,15 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <type_traits>
 
+#include "shmbus/detail/poll_in_place.hpp"
 #include "shmbus/function_ref.hpp"
 #include "shmbus/message.hpp"
 #include "shmbus/options.hpp"
 #include "shmbus/status.hpp"
 
 namespace shmbus {
-
-struct PollResult {
-  Status status = Status::Empty;
-  std::uint32_t count = 0;  // messages delivered before `status` ended the batch
-};
 
 // Positions [from, to) that producers overwrote before this consumer read them.
 struct LostRange {
@@ -57,10 +54,19 @@ class Consumer {
   Consumer& operator=(Consumer&&) noexcept;
   ~Consumer();  // frees the cursor slot
 
-  // Never waits. The handler must not keep the Message past its call; if it
-  // throws, the messages of this batch not yet delivered stay unread, and the
-  // one that threw is delivered again (at-least-once).
-  PollResult poll(Handler handler, std::uint32_t max_messages = 64);
+  // Never waits. handler(const Message&) must not keep the Message past its
+  // call; if it throws, the messages of this batch not yet delivered stay
+  // unread, and the one that threw is delivered again (at-least-once). The
+  // common case runs inline in the caller (shmbus/detail/poll_in_place.hpp),
+  // the handler called directly; the rest in the library.
+  template <class F>
+  requires std::is_invocable_v<F&, const Message&> PollResult
+  poll(F&& handler, std::uint32_t max_messages = 64) {
+    return detail::poll_in_place(*state_, handler, max_messages,
+                                 [&](const detail::PollProgress& at) {
+                                   return poll_rest(Handler(handler), max_messages, at);
+                                 });
+  }
   // Waits with the consumer's WaitStrategy until at least one message is
   // delivered, another status ends the batch, or `timeout` passes (Timeout).
   PollResult poll_wait(Handler handler, std::uint32_t max_messages,
@@ -82,7 +88,10 @@ class Consumer {
 
  private:
   explicit Consumer(std::unique_ptr<Impl> impl);
+  // poll() after its common case stopped at `at`.
+  PollResult poll_rest(Handler handler, std::uint32_t max_messages, const detail::PollProgress& at);
   std::unique_ptr<Impl> impl_;
+  detail::PollState* state_;  // in *impl_
 };
 
 }  // namespace shmbus

@@ -28,6 +28,12 @@ enum class Status : std::uint8_t {
 
 [[nodiscard]] const char* to_string(Status s) noexcept;
 
+// What Consumer::poll did.
+struct PollResult {
+  Status status = Status::Empty;
+  std::uint32_t count = 0;  // messages delivered before `status` ended the batch
+};
+
 struct Error {
   int code = 0;         // errno value where one applies, else 0
   std::string message;  // names the object and the problem, ready to print

@@ -26,14 +26,21 @@ struct Consumer::Impl {
   control::Supervision daemon;  // when attached through shmbusd; released last
   log::Ring ring;
   log::CursorSlot* slot = nullptr;
-  std::uint64_t slot_control = 0;
   ConsumerOptions options;
-  std::uint64_t position = 0;   // next frame to read
-  std::uint64_t published = 0;  // last value stored in slot->position
+  // What poll's common case reads and moves (shmbus/detail/poll_in_place.hpp).
+  // Impl is never copied or moved, so these can name its fields.
+  detail::PollState state;
+  std::uint64_t& slot_control = state.mine;
+  std::uint64_t& position = state.position;    // next frame to read
+  std::uint64_t& published = state.published;  // last value stored in slot->position
   // Positions >= safe_from are never overwritten under us (`block` join
   // protocol); below it, and always on `overwrite`, frames are copied and
   // validated against the tail.
-  std::uint64_t safe_from = 0;
+  std::uint64_t& safe_from = state.safe_from;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   LostRange lost{};
   std::vector<std::byte> copy;  // one segment: the largest frame body
 
@@ -75,6 +82,8 @@ struct Consumer::Impl {
         continue;
       slot = &s;
       slot_control = mine;
+      state.slot_control = &s.control;
+      state.slot_position = &s.position;
       return true;
     }
     return false;
@@ -89,12 +98,8 @@ struct Consumer::Impl {
                             " consumer slots taken by live consumers (raise max_consumers)"};
   }
 
-  // The eviction check (layout.hpp, "Slow consumer"): true when our slot is
-  // no longer ours. The fence orders our reads of frames before the load.
-  bool evicted() const noexcept {
-    std::atomic_thread_fence(std::memory_order_acquire);
-    return atomic(slot->control).load(std::memory_order_relaxed) != slot_control;
-  }
+  // The eviction check (layout.hpp, "Slow consumer").
+  bool evicted() const noexcept { return detail::evicted(state); }
 
   bool copying(std::uint64_t p) const noexcept {
     return ring.policy() == Policy::Overwrite || p < safe_from;
@@ -109,12 +114,6 @@ struct Consumer::Impl {
     lost = {p, rejoin > p ? rejoin : p};
     position = lost.to;
     return Status::Lagged;
-  }
-
-  void publish_cursor() noexcept {
-    if (position == published) return;
-    atomic(slot->position).store(position, std::memory_order_release);  // SYNC POINT: Ring::gate
-    published = position;
   }
 
   // Whether poll has something to do at p: a committed or a skipped frame.
@@ -137,46 +136,24 @@ struct Consumer::Impl {
     return Status::Ok;
   }
 
+  // The common case runs in shmbus/detail/poll_in_place.hpp (inlined into
+  // Consumer::poll's callers; here for poll_wait), the rest here.
   PollResult poll(Handler handler, std::uint32_t max) {
-    if (atomic(slot->control).load(std::memory_order_relaxed) != slot_control)
-      return {Status::Evicted, 0};
-    PollResult r{Status::Empty, 0};
-    // Read a header or a body in place: check eviction after the batch, and
-    // if evicted, trust nothing read in place since the last delivery (the
-    // length of a Pad or skipped frame, a Corrupt verdict): producers may
-    // have overwritten it. `trusted` is where the next frame surely starts.
-    bool in_place = false;
-    std::uint64_t trusted = position;
-    // The common case first: committed Data frames with neither key nor
-    // properties, read in place (a `block` topic, past safe_from). The
-    // general loop below takes over at the first frame that is anything else
-    // (not ready, skip, pad, key or properties, copied, damaged). Kept apart
-    // because the general loop's header copy and branches cost on this VM
-    // about a tenth of a 64 B round trip (bench/latency.cpp).
-    if (ring.policy() == Policy::Block) {
-      while (r.count < max && position >= safe_from) {
-        const std::uint64_t p = position;
-        FrameHeader* f = ring.frame_at(p);
-        if (atomic(f->commit).load(std::memory_order_acquire) != ring.commit_word(p)) break;
-        // Read once: a damaged writer may change the length under us.
-        const std::uint32_t length = atomic(f->length).load(std::memory_order_relaxed);
-        if (f->type != FrameType::Data || f->flags != 0 ||
-            length > ring.segment_left(p) - sizeof(FrameHeader))
-          break;
-        in_place = true;
-        if (evicted()) {
-          r.status = Status::Evicted;
-          break;
-        }
-        Message m;
-        m.position = p;
-        m.timestamp_ns = f->timestamp;
-        m.payload = {reinterpret_cast<const std::byte*>(f + 1), length};
-        handler(m);
-        position = trusted = p + ring.frame_bytes(length);
-        ++r.count;
-      }
-    }
+    return detail::poll_in_place(state, handler, max, [&](const detail::PollProgress& at) {
+      return poll_rest(handler, max, at);
+    });
+  }
+
+  // poll() from where its common case stopped: any frame (not ready, skip,
+  // pad, key or properties, copied, damaged). Read a header or a body in
+  // place: check eviction after the batch, and if evicted, trust nothing
+  // read in place since the last delivery (the length of a Pad or skipped
+  // frame, a Corrupt verdict): producers may have overwritten it. `trusted`
+  // is where the next frame surely starts.
+  PollResult poll_rest(Handler handler, std::uint32_t max, const detail::PollProgress& at) {
+    PollResult r = at.result;
+    bool in_place = at.in_place;
+    std::uint64_t trusted = at.trusted;
     while (r.count < max && r.status == Status::Empty) {
       const std::uint64_t p = position;
       FrameHeader* f = ring.frame_at(p);
@@ -234,14 +211,7 @@ struct Consumer::Impl {
       position = trusted = next;
       ++r.count;
     }
-    if (in_place && r.status != Status::Evicted && evicted()) r.status = Status::Evicted;
-    if (r.status == Status::Evicted) {  // the slot is not ours to write
-      position = trusted;               // rejoin() reports the loss from here
-      return r;
-    }
-    publish_cursor();
-    if (r.count > 0 && r.status == Status::Empty) r.status = Status::Ok;
-    return r;
+    return detail::finish_poll(state, {r, in_place, trusted});
   }
 
   Outcome rejoin() {
@@ -353,6 +323,13 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
   impl->options = options;
   log::Ring& r = impl->ring;
   impl->copy.assign(r.segment_bytes(), std::byte{0});  // touched now: no page faults later
+  detail::PollState& s = impl->state;
+  s.frames = reinterpret_cast<std::byte*>(r.frame_at(0));
+  s.mask = r.capacity() - 1;
+  s.salt = r.salt();
+  s.segment_bytes = r.segment_bytes();
+  s.alignment = r.alignment();
+  s.block = r.policy() == Policy::Block;
 
   // Join: take a free slot, make it Active (seq_cst), then read the tail as T_join.
   const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
@@ -374,17 +351,18 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
       break;
     }
   }
-  impl->publish_cursor();
+  detail::publish_cursor(impl->state);
   return Consumer(std::move(impl));
 }
 
-Consumer::Consumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Consumer::Consumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), state_(&impl_->state) {}
 Consumer::Consumer(Consumer&&) noexcept = default;
 Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
-PollResult Consumer::poll(Handler handler, std::uint32_t max_messages) {
-  return impl_->poll(handler, max_messages);
+PollResult Consumer::poll_rest(Handler handler, std::uint32_t max_messages,
+                               const detail::PollProgress& at) {
+  return impl_->poll_rest(handler, max_messages, at);
 }
 PollResult Consumer::poll_wait(Handler handler, std::uint32_t max_messages,
                                std::chrono::nanoseconds timeout) {

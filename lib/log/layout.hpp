@@ -157,6 +157,7 @@
 #include <cstdint>
 
 #include "shm/file.hpp"
+#include "shmbus/detail/poll_in_place.hpp"
 
 namespace shmbus::log {
 
@@ -177,10 +178,17 @@ static_assert(offsetof(FrameHeader, length) == 8);
 static_assert(offsetof(FrameHeader, type) == 12);
 static_assert(offsetof(FrameHeader, flags) == 14);
 static_assert(offsetof(FrameHeader, timestamp) == 16);
+// Consumer::poll's common case is compiled into applications (shmbus/detail/poll_in_place.hpp).
+static_assert(sizeof(FrameHeader) == detail::kFrameHeaderBytes);
+static_assert(offsetof(FrameHeader, length) == detail::kFrameLengthAt);
+static_assert(offsetof(FrameHeader, type) == detail::kFrameTypeAt);
+static_assert(offsetof(FrameHeader, flags) == detail::kFrameFlagsAt);
+static_assert(offsetof(FrameHeader, timestamp) == detail::kFrameTimestampAt);
+static_assert(static_cast<std::uint16_t>(FrameType::Data) == detail::kFrameTypeData);
 inline constexpr std::uint32_t kMinFrameAlignment = 32;  // a PAD header always fits
 static_assert(kMinFrameAlignment >= sizeof(FrameHeader));
 // The low position bits flipped in the skip and pending commit words.
-inline constexpr std::uint64_t kSkipBit = 2;
+inline constexpr std::uint64_t kSkipBit = detail::kSkipBit;
 inline constexpr std::uint64_t kPendingBit = 4;
 static_assert(kMinFrameAlignment > kPendingBit && kMinFrameAlignment > kSkipBit);
 

@@ -66,6 +66,7 @@ class Ring {
   std::uint64_t segment_left(std::uint64_t p) const noexcept {
     return segment_bytes_ - (p & (segment_bytes_ - 1));
   }
+  std::uint64_t salt() const noexcept { return salt_; }
   std::uint64_t commit_word(std::uint64_t p) const noexcept { return p ^ salt_; }
   std::uint64_t skip_word(std::uint64_t p) const noexcept { return (p ^ kSkipBit) ^ salt_; }
   std::uint64_t pending_word(std::uint64_t p) const noexcept { return (p ^ kPendingBit) ^ salt_; }
