@@ -27,6 +27,7 @@
 #include <span>
 #include <string_view>
 
+#include "shmbus/detail/offer_exclusive.hpp"
 #include "shmbus/message.hpp"
 #include "shmbus/options.hpp"
 #include "shmbus/status.hpp"
@@ -52,7 +53,12 @@ class Producer {
   Producer& operator=(Producer&&) noexcept;
   ~Producer();  // leaves the producer slot; an open claim is aborted
 
-  [[nodiscard]] Status offer(std::span<const std::byte> payload) noexcept;
+  // The common case (exclusive topic, no key) runs inline in the caller
+  // (shmbus/detail/offer_exclusive.hpp); the rest in the library.
+  [[nodiscard]] Status offer(std::span<const std::byte> payload) noexcept {
+    return detail::offer_exclusive(
+        *state_, payload, [&] { return offer_rest(payload); }, [&] { wake_consumers(); });
+  }
   [[nodiscard]] Status offer(std::span<const std::byte> payload, std::string_view key,
                              std::span<const Property> properties = {}) noexcept;
 
@@ -71,7 +77,10 @@ class Producer {
 
  private:
   explicit Producer(std::unique_ptr<Impl> impl);
+  Status offer_rest(std::span<const std::byte> payload) noexcept;
+  void wake_consumers() noexcept;
   std::unique_ptr<Impl> impl_;
+  detail::OfferState* state_;  // in *impl_
 };
 
 }  // namespace shmbus

@@ -1,13 +1,8 @@
 // Producer: claim, write, commit (layout.hpp, producer column).
 #include "shmbus/producer.hpp"
-
-#include <sched.h>
-#include <time.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <thread>
 
@@ -32,14 +27,17 @@ struct Producer::Impl {
   std::uint64_t slot_control = 0;
   ProducerOptions options;
   bool block = false;
+  // What offer's common case reads and moves (shmbus/detail/offer_exclusive.hpp).
+  // Impl is never copied or moved, so these can name its fields.
+  detail::OfferState state;
   // `block`: a claim whose end is <= gating_limit may go without looking at
   // the cursors (gating_limit = cached minimum cursor + capacity).
-  std::uint64_t gating_limit = 0;
-  std::uint64_t local_tail = 0;  // exclusive producers only
-  std::uint64_t open_claim = kNoClaim;
+  std::uint64_t& gating_limit = state.gating_limit;
+  std::uint64_t& local_tail = state.local_tail;  // exclusive producers only
+  std::uint64_t& open_claim = state.open_claim;
   std::chrono::steady_clock::time_point next_reap{};
 
-  static constexpr std::uint64_t kNoClaim = std::numeric_limits<std::uint64_t>::max();
+  static constexpr std::uint64_t kNoClaim = detail::kNoClaim;
   // How long Producer::open waits for slots that are passing between owners.
   static constexpr std::chrono::milliseconds kJoinWait{1000};
 
@@ -255,7 +253,7 @@ struct Producer::Impl {
     f->length = static_cast<std::uint32_t>(b.bytes);
     f->type = FrameType::Data;
     f->flags = b.flags;
-    f->timestamp = options.timestamps ? now_ns() : 0;
+    f->timestamp = options.timestamps ? detail::realtime_ns() : 0;
     auto* at = reinterpret_cast<std::byte*>(f + 1);
     if (!key.empty()) {
       auto n = static_cast<std::uint16_t>(key.size());
@@ -326,27 +324,6 @@ struct Producer::Impl {
     ring.publish(f, p);
   }
 
-  // The common case of an exclusive producer: no key, no properties, room
-  // before the segment end and below the cached gate. The frame's stores of
-  // acquire() + offer() above in the same order, without plan() and
-  // acquire()'s branches (on this VM: 32 B round trip 1.5x -> 1.25x the bare
-  // line; bench/latency.cpp), and with the claim recorded by its position
-  // alone: an exclusive producer's open claim ends at the tail, so a reaper
-  // needs no length and no "claim ended" store (layout.hpp, ProducerSlot).
-  // That saves three of the record's four stores per message (BM_Offer, 64 B:
-  // 12.6 -> 10.4 ns). Anything else takes offer(), with the full record.
-  Status offer_fast(std::span<const std::byte> payload) noexcept {
-    const std::uint64_t p = local_tail;
-    const std::uint64_t n = ring.frame_bytes(payload.size());
-    if (open_claim != kNoClaim || payload.size() > ring.max_body() || n > ring.segment_left(p) ||
-        (block && p + n > gating_limit))
-      return offer(payload, {}, {});
-    atomic(slot->claim_position).store(p, std::memory_order_relaxed);
-    advance_tail(p + n);
-    write_and_publish(p, Body{payload.size(), 0, 0}, payload, {}, {});
-    return Status::Ok;
-  }
-
   Status finish(Claim& c, bool keep) noexcept {
     if (open_claim == kNoClaim || c.position != open_claim) return Status::Invalid;
     // Abort skips the frame by its length; no header word is written after hand_out.
@@ -359,12 +336,6 @@ struct Producer::Impl {
     open_claim = kNoClaim;
     c = Claim{};
     return settled ? Status::Ok : Status::Revoked;
-  }
-
-  static std::int64_t now_ns() noexcept {
-    timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
   }
 };
 
@@ -412,6 +383,20 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                             std::to_string(Impl::kJoinWait.count()) + " ms (last named pid " + pid +
                             ")"};
   }
+  detail::OfferState& s = impl->state;
+  s.frames = reinterpret_cast<std::byte*>(r.frame_at(0));
+  s.mask = r.capacity() - 1;
+  s.salt = r.salt();
+  s.segment_bytes = r.segment_bytes();
+  s.alignment = r.alignment();
+  s.max_body = r.max_body();
+  s.tail = &r.ring_header()->tail;
+  s.claim_position = &impl->slot->claim_position;
+  s.waiters = &r.cursor_header()->waiters;
+  s.light_fences = &shm::detail::light_fences;
+  s.exclusive = r.exclusive();
+  s.block = impl->block;
+  s.timestamps = options.timestamps;
   impl->local_tail = r.tail().load(std::memory_order_acquire);
   if (impl->local_tail % r.alignment() != 0)
     return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +
@@ -420,14 +405,16 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   return Producer(std::move(impl));
 }
 
-Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), state_(&impl_->state) {}
 Producer::Producer(Producer&&) noexcept = default;
 Producer& Producer::operator=(Producer&&) noexcept = default;
 Producer::~Producer() = default;
 
-Status Producer::offer(std::span<const std::byte> payload) noexcept {
-  if (impl_->ring.exclusive()) return impl_->offer_fast(payload);
+Status Producer::offer_rest(std::span<const std::byte> payload) noexcept {
   return impl_->offer(payload, {}, {});
+}
+void Producer::wake_consumers() noexcept {
+  impl_->ring.wake();
 }
 
 Status Producer::offer(std::span<const std::byte> payload, std::string_view key,

@@ -43,6 +43,8 @@
 
 #include <atomic>
 
+#include "shmbus/detail/light_fence.hpp"
+
 namespace shmbus::shm {
 
 namespace detail {
@@ -55,10 +57,7 @@ bool enable_light_fences() noexcept;
 
 // The frequent side: a compiler barrier in a registered process, else a full fence.
 inline void light_fence() noexcept {
-  if (detail::light_fences.load(std::memory_order_relaxed))
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  else
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+  shmbus::detail::light_fence(detail::light_fences);
 }
 
 // The rare side: a full fence here and in every running thread of every

@@ -1,0 +1,106 @@
+// shmbus/detail/offer_exclusive.hpp — the common case of Producer::offer,
+// compiled into the caller: an exclusive producer's message with neither key
+// nor properties, with room before the segment end and below the cached gate.
+// Anything else (a shared topic's claim by fetch_add, a segment end to pad,
+// back-pressure, an open claim, a frame too large) goes to the library.
+//
+// Why in the header: as for Consumer::poll (poll_in_place.hpp), the call into
+// the library is on every message's latency, between the application's
+// offer and the commit word landing. Aeron's ExclusivePublication::offer is
+// header code the same way.
+//
+// The stores are the producer column of lib/log/layout.hpp for an exclusive
+// producer, in its order:
+//
+//   1 claim_position = p     (our slot: an exclusive producer's open claim is
+//                             [claim_position, tail), so a reaper needs no length
+//                             and there is no "claim ended" store; layout.hpp)
+//   2 tail = p + n, release  (after 1: a reaper that sees the tail sees the claim;
+//                             before 3-5: overwrite readers check it after copying)
+//   3 payload
+//   4 header: length, type Data, flags 0, timestamp
+//   5 commit word = p ^ salt, release   (consumers acquire-load it: 3 and 4 first)
+//   6 light fence, then load the futex waiter count; wake if non-zero (the
+//     Dekker pairing with a consumer falling asleep, lib/shm/asymmetric_fence.hpp)
+#pragma once
+
+#include <time.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+
+#include "shmbus/detail/light_fence.hpp"
+#include "shmbus/detail/poll_in_place.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus::detail {
+
+inline constexpr std::uint64_t kNoClaim = std::numeric_limits<std::uint64_t>::max();
+
+// A producer's publishing state, shared by this header and the library
+// (Producer::Impl keeps it; its address is fixed for the producer's life).
+struct OfferState {
+  // Fixed when the producer opens.
+  std::byte* frames = nullptr;  // the ring's frames
+  std::uint64_t mask = 0;       // capacity - 1
+  std::uint64_t salt = 0;
+  std::uint64_t segment_bytes = 0;
+  std::uint64_t alignment = 0;
+  std::uint64_t max_body = 0;
+  std::uint64_t* tail = nullptr;
+  std::uint64_t* claim_position = nullptr;          // our producer slot's
+  std::uint32_t* waiters = nullptr;                 // consumers asleep on the futex
+  const std::atomic<bool>* light_fences = nullptr;  // this process may use the light fence
+  bool exclusive = false;
+  bool block = false;
+  bool timestamps = false;
+  // Ours, changed by the library too.
+  std::uint64_t local_tail = 0;    // exclusive producers: the tail we last stored
+  std::uint64_t gating_limit = 0;  // `block`: frames ending at or below it need no look at cursors
+  std::uint64_t open_claim = kNoClaim;  // position of the claim() not yet committed
+};
+
+inline std::int64_t realtime_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+// Publishes `payload` when it is the common case; else returns rest().
+// wake() wakes sleeping consumers.
+template <class Rest, class Wake>
+inline Status offer_exclusive(OfferState& s, std::span<const std::byte> payload, Rest&& rest,
+                              Wake&& wake) noexcept {
+  const std::uint64_t p = s.local_tail;
+  // Meaningless when the payload is larger than max_body; rest() takes that.
+  const std::uint64_t n =
+      (kFrameHeaderBytes + payload.size() + s.alignment - 1) & ~(s.alignment - 1);
+  const std::uint64_t left = s.segment_bytes - (p & (s.segment_bytes - 1));
+  if (!s.exclusive || s.open_claim != kNoClaim || payload.size() > s.max_body || n > left ||
+      (s.block && p + n > s.gating_limit))
+    return rest();
+  std::atomic_ref<std::uint64_t>(*s.claim_position).store(p, std::memory_order_relaxed);
+  s.local_tail = p + n;
+  std::atomic_ref<std::uint64_t>(*s.tail).store(p + n, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_release);  // the tail before the frame's bytes
+  std::byte* f = s.frames + (p & s.mask);
+  if (!payload.empty()) std::memcpy(f + kFrameHeaderBytes, payload.data(), payload.size());
+  const auto length = static_cast<std::uint32_t>(payload.size());
+  const std::uint16_t flags = 0;
+  const std::int64_t timestamp = s.timestamps ? realtime_ns() : 0;
+  std::memcpy(f + kFrameLengthAt, &length, 4);
+  std::memcpy(f + kFrameTypeAt, &kFrameTypeData, 2);
+  std::memcpy(f + kFrameFlagsAt, &flags, 2);
+  std::memcpy(f + kFrameTimestampAt, &timestamp, 8);
+  // SYNC POINT: pairs with the consumer's acquire load of the commit word.
+  shared<std::uint64_t>(f).store(p ^ s.salt, std::memory_order_release);
+  light_fence(*s.light_fences);
+  if (std::atomic_ref<std::uint32_t>(*s.waiters).load(std::memory_order_relaxed) != 0) wake();
+  return Status::Ok;
+}
+
+}  // namespace shmbus::detail
