@@ -242,7 +242,7 @@ inline constexpr std::uint64_t generation_of(std::uint64_t control) {
 // claim is always [claim_position, tail): open until the frame at
 // claim_position is committed (the reaper's walk skips committed frames, and
 // the supervisor looks at that frame's commit word). Its common-case offer
-// (Producer offer_fast) stores only claim_position; its other offers and
+// (shmbus/detail/offer_exclusive.hpp) stores only claim_position; its other offers and
 // claim() keep the full record, whose claim_bytes the supervisor watches for
 // hung hand-outs. claim_position is set to the tail while the slot is Joining.
 struct alignas(kFalseSharingRange) ProducerSlot {
