@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "log/attach.hpp"
@@ -82,8 +83,8 @@ struct Consumer::Impl {
         continue;
       slot = &s;
       slot_control = mine;
-      state.slot_control = &s.control;
-      state.slot_position = &s.position;
+      state.control_word = &s.control;
+      state.position_word = &s.position;
       return true;
     }
     return false;
@@ -356,8 +357,14 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
 }
 
 Consumer::Consumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), state_(&impl_->state) {}
-Consumer::Consumer(Consumer&&) noexcept = default;
-Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+// By hand: a moved-from Consumer must not keep reading through state_.
+Consumer::Consumer(Consumer&& o) noexcept
+    : impl_(std::move(o.impl_)), state_(std::exchange(o.state_, nullptr)) {}
+Consumer& Consumer::operator=(Consumer&& o) noexcept {
+  impl_ = std::move(o.impl_);
+  state_ = std::exchange(o.state_, nullptr);
+  return *this;
+}
 Consumer::~Consumer() = default;
 
 PollResult Consumer::poll_rest(Handler handler, std::uint32_t max_messages,

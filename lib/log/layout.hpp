@@ -157,7 +157,7 @@
 #include <cstdint>
 
 #include "shm/file.hpp"
-#include "shmbus/detail/poll_in_place.hpp"
+#include "shmbus/detail/frame.hpp"
 
 namespace shmbus::log {
 

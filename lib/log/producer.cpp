@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "log/attach.hpp"
 #include "log/ring.hpp"
@@ -35,6 +36,10 @@ struct Producer::Impl {
   std::uint64_t& gating_limit = state.gating_limit;
   std::uint64_t& local_tail = state.local_tail;  // exclusive producers only
   std::uint64_t& open_claim = state.open_claim;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   std::chrono::steady_clock::time_point next_reap{};
 
   static constexpr std::uint64_t kNoClaim = detail::kNoClaim;
@@ -393,7 +398,7 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   s.tail = &r.ring_header()->tail;
   s.claim_position = &impl->slot->claim_position;
   s.waiters = &r.cursor_header()->waiters;
-  s.light_fences = &shm::detail::light_fences;
+  s.light_fences = &shm::light_fences;
   s.exclusive = r.exclusive();
   s.block = impl->block;
   s.timestamps = options.timestamps;
@@ -406,8 +411,14 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
 }
 
 Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), state_(&impl_->state) {}
-Producer::Producer(Producer&&) noexcept = default;
-Producer& Producer::operator=(Producer&&) noexcept = default;
+// By hand: a moved-from Producer must not keep publishing through state_.
+Producer::Producer(Producer&& o) noexcept
+    : impl_(std::move(o.impl_)), state_(std::exchange(o.state_, nullptr)) {}
+Producer& Producer::operator=(Producer&& o) noexcept {
+  impl_ = std::move(o.impl_);
+  state_ = std::exchange(o.state_, nullptr);
+  return *this;
+}
 Producer::~Producer() = default;
 
 Status Producer::offer_rest(std::span<const std::byte> payload) noexcept {

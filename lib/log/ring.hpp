@@ -61,10 +61,10 @@ class Ring {
   std::uint64_t max_body() const noexcept { return segment_bytes_ - sizeof(FrameHeader); }
 
   std::uint64_t frame_bytes(std::uint64_t body) const noexcept {
-    return align_up(sizeof(FrameHeader) + body, alignment_);
+    return detail::frame_bytes(body, alignment_);
   }
   std::uint64_t segment_left(std::uint64_t p) const noexcept {
-    return segment_bytes_ - (p & (segment_bytes_ - 1));
+    return detail::segment_left(p, segment_bytes_);
   }
   std::uint64_t salt() const noexcept { return salt_; }
   std::uint64_t commit_word(std::uint64_t p) const noexcept { return p ^ salt_; }

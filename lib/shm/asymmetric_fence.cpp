@@ -9,9 +9,7 @@
 
 namespace shmbus::shm {
 
-namespace detail {
 std::atomic<bool> light_fences{false};
-}
 
 namespace {
 long membarrier(int command) noexcept {
@@ -20,16 +18,16 @@ long membarrier(int command) noexcept {
 // A forked child starts with full fences until it registers itself: we do not
 // rely on the kernel's registration being inherited (asymmetric_fence.hpp).
 void forget_registration_in_child() noexcept {
-  detail::light_fences.store(false, std::memory_order_relaxed);
+  light_fences.store(false, std::memory_order_relaxed);
 }
 }  // namespace
 
 bool enable_light_fences() noexcept {
   static std::once_flag atfork;
   std::call_once(atfork, [] { ::pthread_atfork(nullptr, nullptr, forget_registration_in_child); });
-  if (detail::light_fences.load(std::memory_order_relaxed)) return true;
+  if (light_fences.load(std::memory_order_relaxed)) return true;
   if (membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0) return false;
-  detail::light_fences.store(true, std::memory_order_relaxed);
+  light_fences.store(true, std::memory_order_relaxed);
   return true;
 }
 

@@ -47,9 +47,7 @@
 
 namespace shmbus::shm {
 
-namespace detail {
 extern std::atomic<bool> light_fences;  // this process is registered
-}
 
 // Registers this process for heavy fences (idempotent); true when its light
 // fences are compiler barriers from now on.
@@ -57,7 +55,7 @@ bool enable_light_fences() noexcept;
 
 // The frequent side: a compiler barrier in a registered process, else a full fence.
 inline void light_fence() noexcept {
-  shmbus::detail::light_fence(detail::light_fences);
+  shmbus::detail::light_fence(light_fences);
 }
 
 // The rare side: a full fence here and in every running thread of every

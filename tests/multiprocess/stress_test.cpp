@@ -208,10 +208,19 @@ TEST_F(MultiProcess, KilledExclusiveProducersLeaveNoHole) {
 // at moments spread over the other side's falling asleep: every publish wakes
 // its sleeper (producers publish with a light fence, sleepers pay a heavy one:
 // shm/asymmetric_fence.hpp).
-TEST_F(MultiProcess, FutexSleepersAreWoken) {
+// Shared topics (a producer's offer in the library) and exclusive ones (its
+// common case inline in the application, shmbus/detail/offer_exclusive.hpp).
+class FutexSleepers : public MultiProcess, public ::testing::WithParamInterface<bool> {};
+INSTANTIATE_TEST_SUITE_P(, FutexSleepers, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& kind) {
+                           return kind.param ? "Exclusive" : "Shared";
+                         });
+
+TEST_P(FutexSleepers, AreWoken) {
   TopicOptions o;
   o.segment_bytes = 16 * 1024;
   o.segment_count = 2;
+  o.exclusive_producer = GetParam();
   ASSERT_TRUE(Topic::create(bus, "ping", o));
   ASSERT_TRUE(Topic::create(bus, "pong", o));
   const std::string round_trips = "10000";

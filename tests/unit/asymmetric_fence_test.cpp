@@ -57,7 +57,7 @@ void jitter(std::uint32_t& state, std::uint32_t max_pauses) {
 std::uint32_t run(Litmus* m) {
   const pid_t child = ::fork();
   if (child == 0) {  // the light side
-    m->child_registered_at_fork.v = detail::light_fences.load() ? 1 : 0;
+    m->child_registered_at_fork.v = shm::light_fences.load() ? 1 : 0;
     m->child_light.v = enable_light_fences() ? 1 : 0;
     std::uint32_t rng = 7;
     for (std::uint32_t i = 1; i <= kRounds; ++i) {
@@ -123,10 +123,10 @@ TEST_F(ProducerFence, OnlyAProducerThatAsksRegistersItsProcess) {
     full.light_fence = false;
     auto a = Producer::open(bus, "t", full);
     if (!a) ::_exit(3);
-    if (detail::light_fences.load()) ::_exit(1);  // registered without asking
+    if (shm::light_fences.load()) ::_exit(1);  // registered without asking
     auto b = Producer::open(bus, "t");
     if (!b) ::_exit(3);
-    ::_exit(detail::light_fences.load() ? 0 : 2);  // the default did not register
+    ::_exit(shm::light_fences.load() ? 0 : 2);  // the default did not register
   }
   ASSERT_GT(child, 0);
   int status = 0;

@@ -2,6 +2,8 @@
 // properties, claim/commit/abort, seek, policies.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -154,6 +156,58 @@ TEST_P(ProducerKindTest, BlockPolicyNeverOverwritesUnreadData) {
   EXPECT_EQ(p->offer(bytes(m)), Status::Ok) << "one frame read frees one frame";
   EXPECT_EQ(p->offer(bytes(m)), Status::Full);
   EXPECT_EQ(drain(*c, 10000).size(), static_cast<std::size_t>(sent));
+}
+
+// offer() with timestamps on, and while a claim is open (Invalid; the claim
+// stays open and commits): both kinds, the exclusive one's inline path too.
+TEST_P(ProducerKindTest, TimestampsAndOfferBesideAnOpenClaim) {
+  p.reset();  // the same kind of producer, with timestamps
+  ProducerOptions o;
+  o.timestamps = true;
+  auto opened = Producer::open(bus, "t", o);
+  ASSERT_TRUE(opened) << opened.error().message;
+  Producer& stamped = *opened;
+  const std::int64_t before = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  ASSERT_EQ(stamped.offer(bytes("stamped")), Status::Ok);
+  std::int64_t seen = 0;
+  EXPECT_EQ(c->poll([&](const Message& m) { seen = m.timestamp_ns; }).count, 1u);
+  EXPECT_GE(seen, before);
+  EXPECT_LT(seen, before + 60'000'000'000LL);
+
+  Claim cl;
+  ASSERT_EQ(stamped.claim(5, cl), Status::Ok);
+  EXPECT_EQ(stamped.offer(bytes("during")), Status::Invalid);
+  std::memcpy(cl.payload.data(), "claim", 5);
+  ASSERT_EQ(stamped.commit(cl), Status::Ok);
+  ASSERT_EQ(stamped.offer(bytes("after")), Status::Ok);
+  EXPECT_EQ(drain(*c), (std::vector<std::string>{"claim", "after"}));
+}
+
+// A handler that throws: the messages before it are consumed, the one that
+// threw is delivered again, then the rest (block: the inline in-place loop;
+// overwrite: the library's copying loop).
+TEST_F(RingTest, ThrowingHandlerGetsItsMessageAgain) {
+  for (Policy policy : {Policy::Block, Policy::Overwrite}) {
+    const std::string name = policy == Policy::Block ? "b" : "o";
+    ASSERT_TRUE(Topic::create(bus, name, small(policy, /*exclusive=*/true)));
+    auto c = Consumer::open(bus, name);
+    auto p = Producer::open(bus, name);
+    ASSERT_TRUE(c && p);
+    for (const char* m : {"1", "2", "3"}) ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
+    std::vector<std::string> got;
+    struct Thrown {};
+    EXPECT_THROW(c->poll(
+                     [&](const Message& m) {
+                       if (text(m.payload) == "2") throw Thrown{};
+                       got.emplace_back(text(m.payload));
+                     },
+                     10),
+                 Thrown);
+    EXPECT_EQ(got, std::vector<std::string>{"1"}) << name;
+    EXPECT_EQ(drain(*c), (std::vector<std::string>{"2", "3"})) << name;
+  }
 }
 
 TEST_F(RingTest, BlockPolicyWithoutConsumersRunsFree) {

@@ -33,8 +33,8 @@
 #include <limits>
 #include <span>
 
+#include "shmbus/detail/frame.hpp"
 #include "shmbus/detail/light_fence.hpp"
-#include "shmbus/detail/poll_in_place.hpp"
 #include "shmbus/status.hpp"
 
 namespace shmbus::detail {
@@ -77,11 +77,9 @@ inline Status offer_exclusive(OfferState& s, std::span<const std::byte> payload,
                               Wake&& wake) noexcept {
   const std::uint64_t p = s.local_tail;
   // Meaningless when the payload is larger than max_body; rest() takes that.
-  const std::uint64_t n =
-      (kFrameHeaderBytes + payload.size() + s.alignment - 1) & ~(s.alignment - 1);
-  const std::uint64_t left = s.segment_bytes - (p & (s.segment_bytes - 1));
-  if (!s.exclusive || s.open_claim != kNoClaim || payload.size() > s.max_body || n > left ||
-      (s.block && p + n > s.gating_limit))
+  const std::uint64_t n = frame_bytes(payload.size(), s.alignment);
+  if (!s.exclusive || s.open_claim != kNoClaim || payload.size() > s.max_body ||
+      n > segment_left(p, s.segment_bytes) || (s.block && p + n > s.gating_limit))
     return rest();
   std::atomic_ref<std::uint64_t>(*s.claim_position).store(p, std::memory_order_relaxed);
   s.local_tail = p + n;

@@ -12,9 +12,8 @@
 // the bare SPSC ring). Aeron's C++ client inlines its subscription's poll the
 // same way.
 //
-// The frame header layout below is lib/log/layout.hpp's FrameHeader, which
-// checks these constants against it. The loop is the consumer column of the
-// protocol there: acquire-load the commit word of the frame at `position`
+// The frame's layout is in frame.hpp. The loop is the consumer column of the
+// protocol in lib/log/layout.hpp: acquire-load the commit word of the frame at `position`
 // (its position XOR the ring's salt), then read the header and the payload;
 // check the cursor slot before each delivery and after the last (eviction);
 // publish the cursor once per batch. It writes nothing but the consumer's own
@@ -26,18 +25,11 @@
 #include <cstdint>
 #include <cstring>
 
+#include "shmbus/detail/frame.hpp"
 #include "shmbus/message.hpp"
 #include "shmbus/status.hpp"
 
 namespace shmbus::detail {
-
-inline constexpr std::size_t kFrameHeaderBytes = 24;
-inline constexpr std::size_t kFrameLengthAt = 8;      // u32
-inline constexpr std::size_t kFrameTypeAt = 12;       // u16
-inline constexpr std::size_t kFrameFlagsAt = 14;      // u16
-inline constexpr std::size_t kFrameTimestampAt = 16;  // i64
-inline constexpr std::uint16_t kFrameTypeData = 1;
-inline constexpr std::uint64_t kSkipBit = 2;  // flipped in a skipped frame's commit word
 
 // A consumer's reading state, shared by this header and the library
 // (Consumer::Impl keeps it; its address is fixed for the consumer's life).
@@ -49,12 +41,13 @@ struct PollState {
   std::uint64_t segment_bytes = 0;
   std::uint64_t alignment = 0;
   bool block = false;  // a `block` topic: frames at >= safe_from are read in place
-  // Our cursor slot (in the cursor file) and its control word while it is ours.
-  std::uint64_t* slot_control = nullptr;
-  std::uint64_t* slot_position = nullptr;
+  // Our cursor slot's words (in the cursor file), and the control word's
+  // value while the slot is ours (`mine`).
+  std::uint64_t* control_word = nullptr;
+  std::uint64_t* position_word = nullptr;
   std::uint64_t mine = 0;
   std::uint64_t position = 0;   // next frame to read
-  std::uint64_t published = 0;  // last value stored in *slot_position
+  std::uint64_t published = 0;  // last value stored in *position_word
   std::uint64_t safe_from = 0;  // frames below it may be overwritten under us: copied
 };
 
@@ -65,22 +58,17 @@ struct PollProgress {
   std::uint64_t trusted = 0;  // where the next frame surely starts
 };
 
-template <class T>
-inline std::atomic_ref<T> shared(std::byte* at) noexcept {
-  return std::atomic_ref<T>(*reinterpret_cast<T*>(at));
-}
-
 // True when our slot is no longer ours. The fence orders our reads of
 // frames before the load.
 inline bool evicted(const PollState& s) noexcept {
   std::atomic_thread_fence(std::memory_order_acquire);
-  return std::atomic_ref<std::uint64_t>(*s.slot_control).load(std::memory_order_relaxed) != s.mine;
+  return std::atomic_ref<std::uint64_t>(*s.control_word).load(std::memory_order_relaxed) != s.mine;
 }
 
 inline void publish_cursor(PollState& s) noexcept {
   if (s.position == s.published) return;
   // SYNC POINT: pairs with the producers' acquire loads in Ring::gate.
-  std::atomic_ref<std::uint64_t>(*s.slot_position).store(s.position, std::memory_order_release);
+  std::atomic_ref<std::uint64_t>(*s.position_word).store(s.position, std::memory_order_release);
   s.published = s.position;
 }
 
@@ -102,7 +90,7 @@ inline PollResult finish_poll(PollState& s, const PollProgress& done) noexcept {
 // Message&); calls rest(PollProgress) where the library must go on.
 template <class F, class Rest>
 inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Rest&& rest) {
-  if (std::atomic_ref<std::uint64_t>(*s.slot_control).load(std::memory_order_relaxed) != s.mine)
+  if (std::atomic_ref<std::uint64_t>(*s.control_word).load(std::memory_order_relaxed) != s.mine)
     return {Status::Evicted, 0};
   PollProgress at{{Status::Empty, 0}, false, s.position};
   bool not_ready = false;  // stopped at a frame nobody has settled yet
@@ -122,8 +110,9 @@ inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Res
       std::uint16_t type, flags;
       std::memcpy(&type, f + kFrameTypeAt, 2);
       std::memcpy(&flags, f + kFrameFlagsAt, 2);
-      const std::uint64_t room = s.segment_bytes - (p & (s.segment_bytes - 1)) - kFrameHeaderBytes;
-      if (type != kFrameTypeData || flags != 0 || length > room) break;
+      if (type != kFrameTypeData || flags != 0 ||
+          length > segment_left(p, s.segment_bytes) - kFrameHeaderBytes)
+        break;
       at.in_place = true;
       if (evicted(s)) {
         at.result.status = Status::Evicted;
@@ -134,8 +123,7 @@ inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Res
       std::memcpy(&m.timestamp_ns, f + kFrameTimestampAt, 8);
       m.payload = {f + kFrameHeaderBytes, length};
       handler(static_cast<const Message&>(m));
-      s.position = at.trusted =
-          p + ((kFrameHeaderBytes + length + s.alignment - 1) & ~(s.alignment - 1));
+      s.position = at.trusted = p + frame_bytes(length, s.alignment);
       ++at.result.count;
     }
   }
