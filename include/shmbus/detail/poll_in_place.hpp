@@ -8,9 +8,9 @@
 // Why in the header: a busy-spinning consumer's poll is on the path of every
 // message, between the commit landing and the handler's reply. The call into
 // the library and the indirect call of the handler cost a 64 B round trip
-// 10-20% on this VM (bench/latency.cpp: the same loop written inline matched
-// the bare SPSC ring). Aeron's C++ client inlines its subscription's poll the
-// same way.
+// 10-20% on this VM (README, Performance: the same loads and stores written
+// inline in the latency harness matched the bare SPSC ring). Aeron's C++
+// client inlines its subscription's poll the same way.
 //
 // The frame's layout is in frame.hpp. The loop is the consumer column of the
 // protocol in lib/log/layout.hpp: acquire-load the commit word of the frame at `position`
