@@ -1,5 +1,6 @@
 // shmbus/function_ref.hpp — a non-owning reference to a callable (std::function_ref is C++26).
-// Poll handlers are passed this way: no allocation, one indirect call per message.
+// poll_wait's handlers, and poll's past its inline common case, are passed this
+// way: no allocation, one indirect call per message.
 #pragma once
 
 #include <memory>
