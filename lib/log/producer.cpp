@@ -27,10 +27,10 @@ struct Producer::Impl {
   log::ProducerSlot* slot = nullptr;
   std::uint64_t slot_control = 0;
   ProducerOptions options;
-  bool block = false;
   // What offer's common case reads and moves (shmbus/detail/offer_exclusive.hpp).
   // Impl is never copied or moved, so these can name its fields.
   detail::OfferState state;
+  bool& block = state.block;  // a `block` topic
   // `block`: a claim whose end is <= gating_limit may go without looking at
   // the cursors (gating_limit = cached minimum cursor + capacity).
   std::uint64_t& gating_limit = state.gating_limit;
@@ -192,15 +192,7 @@ struct Producer::Impl {
   // An exclusive producer's claim of [p, p + n), room checked.
   void claim_exclusive(std::uint64_t p, std::uint64_t n) noexcept {
     record_claim(p, n);  // before the tail moves: a reaper must know of it
-    advance_tail(p + n);
-  }
-  // An exclusive producer's tail store, after its claim record (release: a
-  // reaper that sees the tail sees the record) and before the frame's bytes
-  // (overwrite readers check the tail after copying).
-  void advance_tail(std::uint64_t end) noexcept {
-    local_tail = end;
-    ring.tail().store(end, std::memory_order_release);
-    std::atomic_thread_fence(std::memory_order_release);
+    detail::advance_tail(state, p + n);
   }
 
   // Pads [a, b), splitting at segment ends.
@@ -371,7 +363,6 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
     r.reap_dead_producers();
   }
   if (joined != Impl::Join::Joined) {
-    const std::string pid = std::to_string(atomic(r.producer_slot(0).pid).load());
     if (!r.exclusive())
       return Error{EBUSY, "topic partition " + r.name() + " has all " +
                               std::to_string(r.max_producers()) + " producer slots taken" +
@@ -379,6 +370,7 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                                    ? " (some were still passing between owners after " +
                                          std::to_string(Impl::kJoinWait.count()) + " ms)"
                                    : " (raise max_producers)")};
+    const std::string pid = std::to_string(atomic(r.producer_slot(0).pid).load());
     if (joined == Impl::Join::Held)
       return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " + pid +
                               " holds it"};
@@ -400,7 +392,6 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   s.waiters = &r.cursor_header()->waiters;
   s.light_fences = &shm::light_fences;
   s.exclusive = r.exclusive();
-  s.block = impl->block;
   s.timestamps = options.timestamps;
   impl->local_tail = r.tail().load(std::memory_order_acquire);
   if (impl->local_tail % r.alignment() != 0)

@@ -105,15 +105,14 @@ class Ring {
 
   // Producer step 4 and 5: publish the frame at p, then wake sleeping consumers.
   void publish(FrameHeader* frame, std::uint64_t p) const noexcept {
-    atomic(frame->commit)
-        .store(commit_word(p),
-               std::memory_order_release);  // SYNC POINT: consumer's acquire load of commit
-    // Dekker with Consumer sleep_until_commit: we store commit then load waiters; a sleeper
+    // SYNC POINT: consumer's acquire load of commit. Dekker with Consumer
+    // sleep_until_commit: we store commit then load waiters; a sleeper
     // increments waiters then loads commit. The fences keep either side from
     // missing the other (a sleeper never misses its wake-up); ours is the
     // light one, the sleeper's the heavy one (shm/asymmetric_fence.hpp).
-    shm::light_fence();
-    if (atomic(cursor_header()->waiters).load(std::memory_order_relaxed) != 0) wake();
+    if (detail::commit_then_check_sleepers(frame->commit, commit_word(p), shm::light_fences,
+                                           cursor_header()->waiters))
+      wake();
   }
   void wake() const noexcept;
 

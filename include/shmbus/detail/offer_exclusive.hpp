@@ -70,6 +70,16 @@ inline std::int64_t realtime_ns() noexcept {
   return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
 }
 
+// An exclusive producer's tail store, after its claim record (release: a
+// reaper that sees the tail sees the record) and before the frame's bytes
+// (overwrite readers check the tail after copying). The library's exclusive
+// claims use it too.
+inline void advance_tail(OfferState& s, std::uint64_t end) noexcept {
+  s.local_tail = end;
+  std::atomic_ref<std::uint64_t>(*s.tail).store(end, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
 // Publishes `payload` when it is the common case; else returns rest().
 // wake() wakes sleeping consumers.
 template <class Rest, class Wake>
@@ -82,9 +92,7 @@ inline Status offer_exclusive(OfferState& s, std::span<const std::byte> payload,
       n > segment_left(p, s.segment_bytes) || (s.block && p + n > s.gating_limit))
     return rest();
   std::atomic_ref<std::uint64_t>(*s.claim_position).store(p, std::memory_order_relaxed);
-  s.local_tail = p + n;
-  std::atomic_ref<std::uint64_t>(*s.tail).store(p + n, std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_release);  // the tail before the frame's bytes
+  advance_tail(s, p + n);
   std::byte* f = s.frames + (p & s.mask);
   if (!payload.empty()) std::memcpy(f + kFrameHeaderBytes, payload.data(), payload.size());
   const auto length = static_cast<std::uint32_t>(payload.size());
@@ -95,9 +103,9 @@ inline Status offer_exclusive(OfferState& s, std::span<const std::byte> payload,
   std::memcpy(f + kFrameFlagsAt, &flags, 2);
   std::memcpy(f + kFrameTimestampAt, &timestamp, 8);
   // SYNC POINT: pairs with the consumer's acquire load of the commit word.
-  shared<std::uint64_t>(f).store(p ^ s.salt, std::memory_order_release);
-  light_fence(*s.light_fences);
-  if (std::atomic_ref<std::uint32_t>(*s.waiters).load(std::memory_order_relaxed) != 0) wake();
+  if (commit_then_check_sleepers(*reinterpret_cast<std::uint64_t*>(f), p ^ s.salt, *s.light_fences,
+                                 *s.waiters))
+    wake();
   return Status::Ok;
 }
 
