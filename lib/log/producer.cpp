@@ -144,7 +144,10 @@ struct Producer::Impl {
         const std::uint64_t p = local_tail;
         const std::uint64_t left = ring.segment_left(p);
         const std::uint64_t take = n <= left ? n : left;  // pad to the segment end first
-        if (block && p + take > gating_limit && !has_room(p + take, p)) return Status::Full;
+        if (block && p + take > gating_limit && !has_room(p + take, p)) {
+          end_claim();  // a segment-end pad claimed in the loop before is committed
+          return Status::Full;
+        }
         claim_exclusive(p, take);
         if (take != n) {
           ring.write_pad(p, take);

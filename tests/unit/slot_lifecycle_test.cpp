@@ -106,6 +106,25 @@ TEST_F(SlotLifecycleTest, FullAfterACrossingLeavesNoClaimBehind) {
   EXPECT_EQ(c->poll([](const Message&) {}, 10).count, 1u);
 }
 
+// The same for an exclusive producer: the segment-end pad it claimed before
+// finding no room is committed, so no claim stays recorded (shmbusd would
+// report an idle producer as hung inside claim()).
+TEST_F(SlotLifecycleTest, ExclusiveFullAfterAPadLeavesNoClaimRecorded) {
+  TopicOptions o = small(Policy::Block);
+  o.exclusive_producer = true;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  auto ring = open_ring();
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(ring && c && p);
+  std::string m(1500, 'a');  // 1536-byte frames: pads at 3072 and 7168, then Full
+  Status s;
+  while ((s = p->offer(bytes(m))) == Status::Ok) {
+  }
+  ASSERT_EQ(s, Status::Full);
+  EXPECT_EQ(log::atomic(ring->producer_slot(0).claim_bytes).load(), 0u);
+}
+
 TEST_F(SlotLifecycleTest, HugeClaimsAreTooLargeNotWrapped) {
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto p = Producer::open(bus, "t");
