@@ -429,13 +429,14 @@ void Server::drop_socket(std::uint64_t id) {
 
 bool Server::holds_slot(const Client& c) const {
   const auto pid = static_cast<std::uint32_t>(c.pid);
-  // Acquire on control: pairs with the owner's CAS out of Free, after which
-  // pid and start_time (stored while Joining) are visible; relaxed for those.
-  auto owned = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
-    return log::state_of(log::atomic(control).load(std::memory_order_acquire)) !=
-               log::SlotState::Free &&
-           log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
-           log::atomic(slot_start).load(std::memory_order_relaxed) == c.start_time;
+  // The holder's pid is in the control word; its start time in the stamp
+  // (acquire on control: pairs with the holder's CAS to Active, after which
+  // the stamp is visible), or not yet, just after it took the slot.
+  auto owned = [&](std::uint64_t& control, std::uint64_t& stamp) {
+    const std::uint64_t k = log::atomic(control).load(std::memory_order_acquire);
+    const shm::ProcessId h = log::holder_of(k, log::atomic(stamp).load(std::memory_order_relaxed));
+    return log::state_of(k) != log::SlotState::Free && h.pid == pid &&
+           (h.start_time == 0 || h.start_time == c.start_time);
   };
   for (const std::string& name : c.attached) {
     auto it = topics_.find(name);
@@ -443,11 +444,11 @@ bool Server::holds_slot(const Client& c) const {
     for (const log::Ring& ring : it->second->rings) {
       for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
         log::ProducerSlot& s = ring.producer_slot(i);
-        if (owned(s.control, s.pid, s.start_time)) return true;
+        if (owned(s.control, s.stamp)) return true;
       }
       for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
         log::CursorSlot& s = ring.cursor_slot(i);
-        if (owned(s.control, s.pid, s.start_time)) return true;
+        if (owned(s.control, s.stamp)) return true;
       }
     }
   }
@@ -824,19 +825,13 @@ void Server::watch_slot_holders() {
   for (const auto& [name, t] : topics_) {
     reap({name});  // owners that died while no daemon watched
     for (const log::Ring& ring : t->rings) {
-      // Acquire: pairs with the owners' CAS to Active, after which pid and
-      // start_time (stored while Joining) are visible; relaxed for those.
       for (std::uint32_t i = 0; i < ring.max_producers(); ++i) {
         log::ProducerSlot& s = ring.producer_slot(i);
-        if (held_by_owner(log::state_of(log::atomic(s.control).load(std::memory_order_acquire))))
-          watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
-                       log::atomic(s.start_time).load(std::memory_order_relaxed), name);
+        watch_holder(s.control, s.stamp, name);
       }
       for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
         log::CursorSlot& s = ring.cursor_slot(i);
-        if (held_by_owner(log::state_of(log::atomic(s.control).load(std::memory_order_acquire))))
-          watch_holder(log::atomic(s.pid).load(std::memory_order_relaxed),
-                       log::atomic(s.start_time).load(std::memory_order_relaxed), name);
+        watch_holder(s.control, s.stamp, name);
       }
     }
   }
@@ -847,7 +842,13 @@ void Server::watch_slot_holders() {
                      " process(es) that hold slots from before this daemon");
 }
 
-void Server::watch_holder(std::uint32_t pid, std::uint64_t start_time, const std::string& topic) {
+void Server::watch_holder(std::uint64_t& control, std::uint64_t& stamp, const std::string& topic) {
+  // Acquire: pairs with the holder's CAS to Active, after which its stamp is visible.
+  const std::uint64_t k = log::atomic(control).load(std::memory_order_acquire);
+  if (!held_by_owner(log::state_of(k))) return;
+  const shm::ProcessId h = log::holder_of(k, log::atomic(stamp).load(std::memory_order_relaxed));
+  const std::uint32_t pid = h.pid;
+  const std::uint64_t start_time = h.start_time;
   for (auto& [id, c] : clients_) {
     if (c.adopted && static_cast<std::uint32_t>(c.pid) == pid) {
       c.attached.insert(topic);
@@ -895,21 +896,21 @@ control::Message Server::reattach(Client& c, const control::Message& req) {
                                 "uid " + std::to_string(c.uid) + " may not hold a " + what);
   const log::Ring& ring = t.rings[req.partition];
   const auto pid = static_cast<std::uint32_t>(c.pid);
-  // Acquire on control: pairs with the owner's CAS to Active (pid and start_time before it).
+  // Acquire on control: pairs with the owner's CAS to Active (its stamp before it).
   // An Evicted slot is still its owner's: a consumer evicted across a restart re-announces it.
-  auto holds = [&](std::uint64_t& control, std::uint32_t& slot_pid, std::uint64_t& slot_start) {
-    return held_by_owner(log::state_of(log::atomic(control).load(std::memory_order_acquire))) &&
-           log::atomic(slot_pid).load(std::memory_order_relaxed) == pid &&
-           log::atomic(slot_start).load(std::memory_order_relaxed) == c.start_time;
+  auto holds = [&](std::uint64_t& control, std::uint64_t& stamp) {
+    const std::uint64_t k = log::atomic(control).load(std::memory_order_acquire);
+    const shm::ProcessId h = log::holder_of(k, log::atomic(stamp).load(std::memory_order_relaxed));
+    return held_by_owner(log::state_of(k)) && h.pid == pid && h.start_time == c.start_time;
   };
   bool held = false;
   for (std::uint32_t i = 0; producer && !held && i < ring.max_producers(); ++i) {
     log::ProducerSlot& s = ring.producer_slot(i);
-    held = holds(s.control, s.pid, s.start_time);
+    held = holds(s.control, s.stamp);
   }
   for (std::uint32_t i = 0; !producer && !held && i < ring.max_consumers(); ++i) {
     log::CursorSlot& s = ring.cursor_slot(i);
-    held = holds(s.control, s.pid, s.start_time);
+    held = holds(s.control, s.stamp);
   }
   if (!held)
     return control::error_reply(id, ErrorCode::NotFound,

@@ -127,7 +127,8 @@ class Server {
                        const control::Acl& acl, control::EntryState state);
   // Reaps slots whose owners died unwatched, then watches each live holder.
   void watch_slot_holders();
-  void watch_holder(std::uint32_t pid, std::uint64_t start_time, const std::string& topic);
+  // Watches the process holding a slot (by its control word and stamp).
+  void watch_holder(std::uint64_t& control, std::uint64_t& stamp, const std::string& topic);
   // Reattach: the peer re-announces a slot it holds.
   control::Message reattach(Client& c, const control::Message& req);
   // Supervision of live clients (supervise.hpp): a timerfd in the epoll set.

@@ -92,7 +92,7 @@ void Supervisor::scan_producers(const std::string& name, const log::Ring& ring,
         seen_slot.acted || now - seen_slot.since < timeout)
       continue;
     const std::string who = "topic " + name + "." + std::to_string(partition) + ": producer pid " +
-                            std::to_string(atomic(s.pid).load(std::memory_order_relaxed));
+                            std::to_string(log::pid_of(control));
     if (frame != kNone) {
       // The snapshot's frame: a record that changed since only makes the CAS fail.
       seen_slot.acted = true;  // once per claim: it stays the same until the producer moves
@@ -143,9 +143,9 @@ void Supervisor::scan_cursors(const std::string& name, const log::Ring& ring,
     if (!ring.evict(s, control)) continue;  // it moved, left or died meanwhile
     ++a.evicted;
     logf("warning", "topic " + name + "." + std::to_string(partition) + ": consumer pid " +
-                        std::to_string(atomic(s.pid).load(std::memory_order_relaxed)) +
-                        " stayed at " + std::to_string(position) +
-                        ", a ring behind the tail, for " + ms_text(timeout) +
+                        std::to_string(log::pid_of(control)) + " stayed at " +
+                        std::to_string(position) + ", a ring behind the tail, for " +
+                        ms_text(timeout) +
                         " (slow_consumer_timeout_ms): evicted, producers move on");
   }
 }

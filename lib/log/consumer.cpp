@@ -52,11 +52,10 @@ struct Consumer::Impl {
   // generations only grow, so poll() says Evicted until a rejoin.
   void leave() noexcept {
     if (slot == nullptr) return;
-    const std::uint64_t gen = log::generation_of(slot_control);
     for (SlotState from : {SlotState::Active, SlotState::Evicted}) {
-      std::uint64_t c = log::make_control(from, gen);
+      std::uint64_t c = log::with_state(slot_control, from);
       if (atomic(slot->control)
-              .compare_exchange_strong(c, log::make_control(SlotState::Free, gen),
+              .compare_exchange_strong(c, log::with_state(slot_control, SlotState::Free),
                                        std::memory_order_acq_rel))
         break;
     }
@@ -71,14 +70,13 @@ struct Consumer::Impl {
       std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
       if (log::state_of(c) != SlotState::Free) continue;
       const std::uint64_t gen = log::generation_of(c) + 1;
-      std::uint64_t joining = log::make_control(SlotState::Joining, gen);
+      std::uint64_t joining = log::make_control(SlotState::Joining, gen, me.pid);
       if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel))
         continue;
-      atomic(s.pid).store(me.pid, std::memory_order_relaxed);
-      atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+      atomic(s.stamp).store(log::make_stamp(me.start_time, gen), std::memory_order_relaxed);
       atomic(s.position).store(t0, std::memory_order_relaxed);
-      const std::uint64_t mine = log::make_control(SlotState::Active, gen);
-      // Fails only if a reaper took the slot while our pid was not yet in it.
+      const std::uint64_t mine = log::with_state(joining, SlotState::Active);
+      // Reapers take only a dead holder's slot: this fails only on damage.
       if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_seq_cst))
         continue;
       slot = &s;

@@ -157,6 +157,7 @@
 #include <cstdint>
 
 #include "shm/file.hpp"
+#include "shm/process.hpp"
 #include "shmbus/detail/frame.hpp"
 
 namespace shmbus::log {
@@ -208,20 +209,45 @@ struct RingConfig {
 };
 static_assert(sizeof(RingConfig) == 64);
 
-// Slot states; a slot's control word is state | generation << 8, so a
-// compare-and-swap on it cannot confuse a slot's old owner with its new one.
+// Slot states. A slot's control word is state | holder's pid << 2 |
+// generation << 34: one compare-and-swap takes a slot, names its holder and
+// starts a new generation, so a reaper never judges a new holder by the
+// previous one's pid (a holder stores nothing before it), and a CAS from an
+// old value fails after any change of holder (30-bit generations, wrapping).
+// The holder's start time, which tells a reused pid, follows in the slot's
+// `stamp`, tagged with the generation it was stored for (make_stamp); until
+// then the holder is judged by its pid alone (holder_of).
 // Joining: taken, being filled in (or being reaped); invisible to gating.
 // Evicted: a cursor slot that shmbusd took from a slow consumer; invisible to
 // gating, not free until its owner leaves it or dies.
 enum class SlotState : std::uint8_t { Free = 0, Joining = 1, Active = 2, Evicted = 3 };
+inline constexpr std::uint64_t kGenerationMask = (std::uint64_t{1} << 30) - 1;
 inline constexpr SlotState state_of(std::uint64_t control) {
-  return static_cast<SlotState>(control & 0xff);
+  return static_cast<SlotState>(control & 3);
 }
-inline constexpr std::uint64_t make_control(SlotState s, std::uint64_t generation) {
-  return generation << 8 | static_cast<std::uint64_t>(s);
+inline constexpr std::uint32_t pid_of(std::uint64_t control) {
+  return static_cast<std::uint32_t>(control >> 2);
 }
 inline constexpr std::uint64_t generation_of(std::uint64_t control) {
-  return control >> 8;
+  return control >> 34;
+}
+inline constexpr std::uint64_t make_control(SlotState s, std::uint64_t generation,
+                                            std::uint32_t pid) {
+  return (generation & kGenerationMask) << 34 | std::uint64_t{pid} << 2 |
+         static_cast<std::uint64_t>(s);
+}
+// The same holder and generation in another state.
+inline constexpr std::uint64_t with_state(std::uint64_t control, SlotState s) {
+  return (control & ~std::uint64_t{3}) | static_cast<std::uint64_t>(s);
+}
+inline constexpr std::uint64_t make_stamp(std::uint64_t start_time, std::uint64_t generation) {
+  return start_time << 24 | (generation & 0xffffff);
+}
+// The holder a slot names; start_time 0 while the holder has not stamped
+// the slot yet (its stamp is still the previous holder's).
+inline shm::ProcessId holder_of(std::uint64_t control, std::uint64_t stamp) {
+  const bool stamped = (stamp & 0xffffff) == (generation_of(control) & 0xffffff);
+  return {pid_of(control), stamped ? stamp >> 24 : 0};
 }
 
 // A producer's registration and its open claim.
@@ -247,9 +273,8 @@ inline constexpr std::uint64_t generation_of(std::uint64_t control) {
 // hung hand-outs. claim_position is set to the tail while the slot is Joining.
 struct alignas(kFalseSharingRange) ProducerSlot {
   std::uint64_t control;  // Free -> Joining -> Active by CAS; back to Free by CAS
-  std::uint32_t pid;
-  std::uint32_t reserved0;
-  std::uint64_t start_time;
+  std::uint64_t reserved0;
+  std::uint64_t stamp;           // holder: make_stamp, right after taking the slot
   std::uint64_t claim_position;  // producer: relaxed, then claim_bytes (exclusive: tail) release
   std::uint64_t claim_bytes;     // reaper: acquire (exclusive: tail), then claim_position
   std::uint64_t claim_floor;     // producer: seq_cst; other producers: seq_cst
@@ -298,10 +323,10 @@ static_assert(sizeof(CursorConfig) == 64);
 // wake-ups, never a missed one).
 struct alignas(kFalseSharingRange) CursorSlot {
   std::uint64_t position;  // consumer: store release per batch; Ring::gate: load acquire
-  std::uint64_t control;   // SlotState | generation; CAS (owner, reapers, shmbusd's eviction)
-  std::uint32_t pid;
+  std::uint64_t control;   // state | pid | generation; CAS (owner, reapers, shmbusd's eviction)
+  std::uint32_t reserved0;
   std::uint32_t asleep;  // owner: store; reapers: CAS (above)
-  std::uint64_t start_time;
+  std::uint64_t stamp;   // holder: make_stamp, right after taking the slot
 };
 static_assert(sizeof(CursorSlot) == 128);
 static_assert(offsetof(CursorSlot, asleep) == 20);

@@ -66,22 +66,20 @@ struct Producer::Impl {
         if (log::state_of(c) == SlotState::Joining) result = Join::Passing;
         continue;
       }
-      if (!atomic(s.control).compare_exchange_strong(c, log::make_control(SlotState::Joining, gen),
-                                                     std::memory_order_acq_rel)) {
+      std::uint64_t joining = log::make_control(SlotState::Joining, gen, me.pid);
+      if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel)) {
         result = Join::Passing;
         continue;
       }
-      atomic(s.pid).store(me.pid, std::memory_order_relaxed);
-      atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+      atomic(s.stamp).store(log::make_stamp(me.start_time, gen), std::memory_order_relaxed);
       atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
       atomic(s.claim_floor).store(log::kNoClaimFloor, std::memory_order_relaxed);
       // An exclusive ring's reaper pads [claim_position, tail): no claim yet.
       // (Only the slot's owner moves an exclusive ring's tail.)
       atomic(s.claim_position)
           .store(ring.tail().load(std::memory_order_acquire), std::memory_order_relaxed);
-      std::uint64_t joining = log::make_control(SlotState::Joining, gen);
-      const std::uint64_t mine = log::make_control(SlotState::Active, gen);
-      // Fails only if a reaper took the slot while our pid was not yet in it.
+      const std::uint64_t mine = log::with_state(joining, SlotState::Active);
+      // Reapers take only a dead holder's slot: this fails only on damage.
       if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_acq_rel)) {
         result = Join::Passing;
         continue;
@@ -101,8 +99,7 @@ struct Producer::Impl {
     }
     std::uint64_t c = slot_control;
     atomic(slot->control)
-        .compare_exchange_strong(c, log::make_control(SlotState::Free, log::generation_of(c)),
-                                 std::memory_order_acq_rel);
+        .compare_exchange_strong(c, log::with_state(c, SlotState::Free), std::memory_order_acq_rel);
   }
 
   // Recomputes the cached gating limit; true when [.., end) may be written.
@@ -373,7 +370,7 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                                    ? " (some were still passing between owners after " +
                                          std::to_string(Impl::kJoinWait.count()) + " ms)"
                                    : " (raise max_producers)")};
-    const std::string pid = std::to_string(atomic(r.producer_slot(0).pid).load());
+    const std::string pid = std::to_string(log::pid_of(atomic(r.producer_slot(0).control).load()));
     if (joined == Impl::Join::Held)
       return Error{EBUSY, "topic partition " + r.name() + " is exclusive and producer pid " + pid +
                               " holds it"};

@@ -254,8 +254,8 @@ bool Ring::revoke_claim(std::uint64_t p, std::uint64_t bytes) const noexcept {
 bool Ring::evict(CursorSlot& s, std::uint64_t active) const noexcept {
   if (state_of(active) != SlotState::Active) return false;
   // Seq_cst: a producer's gate that runs after this sees the slot not ACTIVE.
-  return atomic(s.control).compare_exchange_strong(
-      active, make_control(SlotState::Evicted, generation_of(active)), std::memory_order_seq_cst);
+  return atomic(s.control).compare_exchange_strong(active, with_state(active, SlotState::Evicted),
+                                                   std::memory_order_seq_cst);
 }
 
 std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
@@ -283,12 +283,16 @@ std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
 
 namespace {
 // A slot is reapable when it is taken (Active, Evicted, or Joining: being
-// filled in or being reaped by someone who may have died too) and its owner is dead.
-bool owner_dead(SlotState state, std::uint32_t& pid, std::uint64_t& start) {
+// filled in or being reaped by someone who may have died too) and its holder,
+// named in the control word c, is dead. A holder that has not stamped the
+// slot yet is judged by its pid alone (layout.hpp, SlotState).
+bool holder_dead(std::uint64_t c, std::uint64_t& stamp) {
+  const SlotState state = state_of(c);
   if (state != SlotState::Active && state != SlotState::Joining && state != SlotState::Evicted)
     return false;
-  return !shm::alive(
-      {atomic(pid).load(std::memory_order_relaxed), atomic(start).load(std::memory_order_relaxed)});
+  shm::ProcessId h = holder_of(c, atomic(stamp).load(std::memory_order_relaxed));
+  if (h.start_time == 0) h.start_time = shm::start_time_of(static_cast<pid_t>(h.pid));
+  return !shm::alive(h);
 }
 }  // namespace
 
@@ -300,15 +304,15 @@ std::uint32_t Ring::reap_dead_consumers(std::uint64_t below) const noexcept {
     if (state_of(c) == SlotState::Active &&
         atomic(s.position).load(std::memory_order_acquire) >= below)
       continue;
-    if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
+    if (!holder_dead(c, s.stamp)) continue;
     // A dead owner that counted itself among the futex waiters is uncounted
     // (layout.hpp, CursorSlot::asleep); the CAS takes back only its count.
     std::uint32_t mark = asleep_mark(generation_of(c));
     if (atomic(s.asleep).compare_exchange_strong(mark, 0, std::memory_order_acq_rel))
       atomic(cursor_header()->waiters).fetch_sub(1, std::memory_order_release);
     // The CAS on the whole control word fails if the slot changed owner meanwhile.
-    if (atomic(s.control).compare_exchange_strong(
-            c, make_control(SlotState::Free, generation_of(c)), std::memory_order_acq_rel))
+    if (atomic(s.control).compare_exchange_strong(c, with_state(c, SlotState::Free),
+                                                  std::memory_order_acq_rel))
       ++freed;
   }
   return freed;
@@ -319,7 +323,7 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
   for (std::uint32_t i = 0; i < max_producers_; ++i) {
     ProducerSlot& s = producer_slot(i);
     std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-    if (!owner_dead(state_of(c), s.pid, s.start_time)) continue;
+    if (!holder_dead(c, s.stamp)) continue;
     // Read the dead owner's claim record before taking the slot: whoever
     // rewrites the record (a joiner, another reaper) changes the control word
     // first, and generations never repeat, so a successful CAS from c below
@@ -339,20 +343,16 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     // now would overwrite them. Leave the slot as it is to a later reap.
     if (sane && bytes != 0 && end > gate(tail_now, &s, policy_ == Policy::Block) + capacity_)
       continue;
-    // Take it by a CAS to a new generation, also from Joining (a joiner or a
-    // reaper that died): a reaper that stalled before this CAS fails it once
-    // another reaper has freed the slot or a new producer has joined.
-    const std::uint64_t reaping = make_control(SlotState::Joining, generation_of(c) + 1);
+    // Take it by a CAS to a new generation naming us its holder, also from
+    // Joining (a joiner or a reaper that died): other reapers leave it to us
+    // until it is Free (if we die, the next one redoes the walk: the record
+    // is intact), and one that stalled before this CAS fails it.
+    const shm::ProcessId me = shm::self();
+    const std::uint64_t gen = generation_of(c) + 1;
+    const std::uint64_t reaping = make_control(SlotState::Joining, gen, me.pid);
     if (!atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
       continue;  // somebody else took it meanwhile
-    // Name ourselves its holder, so that other reapers leave it to us until it
-    // is Free (if we die, the next one redoes the walk: the record is intact).
-    // One that read the dead owner's pid just before can still take it over
-    // from us; it pads the same range, and we clear the record below only
-    // where it still holds the values read above.
-    const shm::ProcessId me = shm::self();
-    atomic(s.pid).store(me.pid, std::memory_order_relaxed);
-    atomic(s.start_time).store(me.start_time, std::memory_order_relaxed);
+    atomic(s.stamp).store(make_stamp(me.start_time, gen), std::memory_order_relaxed);
     // Pad what the dead producer left uncommitted in its exact claim record;
     // a part it committed already (a frame or a boundary PAD) is skipped.
     // Redoing this after a reaper died half-way is harmless for that reason.
@@ -383,9 +383,8 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
         .compare_exchange_strong(was, kNoClaimFloor, std::memory_order_release,
                                  std::memory_order_relaxed);
     std::uint64_t expected = reaping;
-    if (atomic(s.control).compare_exchange_strong(
-            expected, make_control(SlotState::Free, generation_of(reaping)),
-            std::memory_order_acq_rel))
+    if (atomic(s.control).compare_exchange_strong(expected, with_state(reaping, SlotState::Free),
+                                                  std::memory_order_acq_rel))
       ++freed;
   }
   return freed;

@@ -141,23 +141,18 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
     part.oldest = r.oldest_intact(part.tail);
     for (std::uint32_t i = 0; i < r.max_producers(); ++i) {
       log::ProducerSlot& s = r.producer_slot(i);
-      if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) !=
-          log::SlotState::Active)
-        continue;
+      const std::uint64_t c = log::atomic(s.control).load(std::memory_order_acquire);
+      if (log::state_of(c) != log::SlotState::Active) continue;
       ++part.producers;
-      // Relaxed: a monitoring snapshot. A producer stores its pid just after its
-      // slot turns Active, so one that is joining may show 0 or the slot's last owner.
-      part.producer_pids.push_back(log::atomic(s.pid).load(std::memory_order_relaxed));
+      part.producer_pids.push_back(log::pid_of(c));
     }
     for (std::uint32_t i = 0; i < r.max_consumers(); ++i) {
       log::CursorSlot& s = r.cursor_slot(i);
-      if (log::state_of(log::atomic(s.control).load(std::memory_order_acquire)) !=
-          log::SlotState::Active)
-        continue;
+      const std::uint64_t c = log::atomic(s.control).load(std::memory_order_acquire);
+      if (log::state_of(c) != log::SlotState::Active) continue;
       ++part.consumers;
       part.consumer_positions.push_back(log::atomic(s.position).load(std::memory_order_acquire));
-      // Relaxed: stored while the slot was Joining, before the Active store we acquired.
-      part.consumer_pids.push_back(log::atomic(s.pid).load(std::memory_order_relaxed));
+      part.consumer_pids.push_back(log::pid_of(c));
     }
     info.partitions.push_back(std::move(part));
   }

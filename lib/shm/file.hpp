@@ -27,7 +27,8 @@ inline constexpr std::size_t kFalseSharingRange = 128;
 inline constexpr std::uint64_t kMagic = 0x5355424d48530a01ull;  // "\x01\nSHMBUS" little-endian
 // 2: pending and skip commit words (revocable claims), the supervision
 // timeouts in the ring header, evicted cursor slots, CursorSlot::asleep.
-inline constexpr std::uint32_t kLayoutVersion = 2;
+// 3: a slot's holder pid in its control word, its start time in a stamp.
+inline constexpr std::uint32_t kLayoutVersion = 3;
 
 enum class FileKind : std::uint32_t { Ring = 1, Cursors = 2, Registry = 3 };
 

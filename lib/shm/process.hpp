@@ -1,8 +1,9 @@
 // lib/shm/process.hpp — who owns a slot in shared memory, and whether that
 // owner is still alive.
 //
-// A pid alone is not an identity (pids are reused), so slots store the pid and
-// the process's start time from /proc/<pid>/stat. A slot's owner is dead when
+// A pid alone is not an identity (pids are reused), so slots name the pid and
+// the process's start time from /proc/<pid>/stat (lib/log/layout.hpp: the pid
+// in the slot's control word, the start time in its stamp). A slot's owner is dead when
 // no process has that pid, or the process with that pid started at another time.
 // Producers and consumers of a bus must share a PID namespace: a pid from
 // another namespace means nothing here.

@@ -43,12 +43,11 @@ class SupervisorTest : public shmbus::testing::TestBus {
   log::ProducerSlot& live_producer(std::uint64_t bytes) {
     log::ProducerSlot& s = ring().producer_slot(0);
     const shm::ProcessId me = shm::self();
-    s.pid = me.pid;
-    s.start_time = me.start_time;
+    s.stamp = log::make_stamp(me.start_time, 1);
     s.claim_position = 0;
     s.claim_bytes = bytes;
     s.claim_floor = bytes != 0 ? 0 | 1 : log::kNoClaimFloor;
-    atomic(s.control).store(log::make_control(SlotState::Active, 1));
+    atomic(s.control).store(log::make_control(SlotState::Active, 1, me.pid));
     return s;
   }
   // A live producer with an open claim of 64 bytes at 0.
@@ -57,10 +56,9 @@ class SupervisorTest : public shmbus::testing::TestBus {
   void stuck_cursor() {
     log::CursorSlot& s = ring().cursor_slot(0);
     const shm::ProcessId me = shm::self();
-    s.pid = me.pid;
-    s.start_time = me.start_time;
+    s.stamp = log::make_stamp(me.start_time, 1);
     s.position = 0;
-    atomic(s.control).store(log::make_control(SlotState::Active, 1));
+    atomic(s.control).store(log::make_control(SlotState::Active, 1, me.pid));
     ring().tail().store(ring().capacity());
   }
 

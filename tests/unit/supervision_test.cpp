@@ -382,9 +382,8 @@ TEST_F(SupervisionTest, EvictedSlotIsFreedByItsOwnerOrTheReapers) {
     EXPECT_EQ(log::state_of(atomic(ring->cursor_slot(i).control).load()), SlotState::Free);
 
   log::CursorSlot& s = ring->cursor_slot(2);
-  atomic(s.pid).store(0x7ffffff0u);  // no such process
-  atomic(s.start_time).store(1);
-  atomic(s.control).store(log::make_control(SlotState::Evicted, 5));
+  atomic(s.stamp).store(log::make_stamp(1, 5));
+  atomic(s.control).store(log::make_control(SlotState::Evicted, 5, 0x7ffffff0u));  // no such pid
   EXPECT_EQ(ring->reap_dead_consumers(UINT64_MAX), 1u);
   EXPECT_EQ(log::state_of(atomic(s.control).load()), SlotState::Free);
 }

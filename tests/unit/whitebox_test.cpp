@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -35,6 +36,18 @@ using log::atomic;
 using log::FrameHeader;
 using log::FrameType;
 using log::SlotState;
+
+// Makes `who` the holder of a slot in state `st`, in a new generation, as a
+// joiner does (its pid in the control word, its start time stamped). Returns
+// the control word.
+std::uint64_t hold(std::uint64_t& control, std::uint64_t& stamp, SlotState st,
+                   const shm::ProcessId& who) {
+  const std::uint64_t gen = log::generation_of(atomic(control).load()) + 1;
+  atomic(stamp).store(log::make_stamp(who.start_time, gen));
+  const std::uint64_t c = log::make_control(st, gen, who.pid);
+  atomic(control).store(c);
+  return c;
+}
 using testing::bytes;
 using testing::text;
 
@@ -546,11 +559,8 @@ TEST_F(WhiteboxTest, DeadConsumerIsReapedOnBlock) {
   // Slot 0: ACTIVE at position 0, owned (for now) by this live process.
   log::CursorSlot& s = ring->cursor_slot(0);
   const shm::ProcessId me = shm::self();
-  const std::uint64_t old = atomic(s.control).load();
   atomic(s.position).store(0);
-  atomic(s.pid).store(me.pid);
-  atomic(s.start_time).store(me.start_time);
-  atomic(s.control).store(log::make_control(SlotState::Active, log::generation_of(old) + 1));
+  hold(s.control, s.stamp, SlotState::Active, me);
 
   auto c = Consumer::open(bus, "t");  // a real consumer, which keeps up
   auto p = Producer::open(bus, "t");
@@ -583,8 +593,7 @@ TEST_F(WhiteboxTest, DeadConsumerIsReapedOnBlock) {
   // The owner dies: within a few retries (generous bound) the producer goes on.
   const shm::ProcessId dead = exited_process();
   ASSERT_NE(dead.pid, 0u);
-  atomic(s.pid).store(dead.pid);
-  atomic(s.start_time).store(dead.start_time);
+  hold(s.control, s.stamp, SlotState::Active, dead);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   Status st;
   int fulls = 0;
@@ -616,11 +625,9 @@ void fake_dead_claim(log::Ring& ring, std::uint32_t slot, const shm::ProcessId& 
   const std::uint64_t old = atomic(s.control).load();
   ASSERT_EQ(log::state_of(old), SlotState::Free);
   const std::uint64_t at = ring.tail().fetch_add(bytes);  // claimed, no frame written
-  atomic(s.pid).store(dead.pid);
-  atomic(s.start_time).store(dead.start_time);
   atomic(s.claim_position).store(at);
   atomic(s.claim_bytes).store(bytes);
-  atomic(s.control).store(log::make_control(SlotState::Active, log::generation_of(old) + 1));
+  hold(s.control, s.stamp, SlotState::Active, dead);
 }
 
 TEST_F(WhiteboxTest, DeadProducerClaimIsPaddedOver) {
@@ -691,11 +698,9 @@ TEST_F(WhiteboxTest, DeadExclusiveProducerIsPaddedToTheTail) {
   auto fake_dead_owner = [&](std::uint64_t position, std::uint64_t tail) {
     const std::uint64_t old = atomic(slot.control).load();
     ASSERT_EQ(log::state_of(old), SlotState::Free);
-    atomic(slot.pid).store(dead.pid);
-    atomic(slot.start_time).store(dead.start_time);
     atomic(slot.claim_position).store(position);
     ring->tail().store(tail);
-    atomic(slot.control).store(log::make_control(SlotState::Active, log::generation_of(old) + 1));
+    hold(slot.control, slot.stamp, SlotState::Active, dead);
   };
   std::vector<std::string> got;
   auto collect = [&](const Message& m) { got.emplace_back(text(m.payload)); };
@@ -741,13 +746,7 @@ class PassingSlotTest : public WhiteboxTest {
  protected:
   // Slot 0 of the exclusive topic "t", Joining, held by this (live) process.
   std::uint64_t hold_slot_joining(log::ProducerSlot& slot) {
-    const shm::ProcessId me = shm::self();
-    const std::uint64_t joining =
-        log::make_control(SlotState::Joining, log::generation_of(atomic(slot.control).load()) + 1);
-    atomic(slot.pid).store(me.pid);
-    atomic(slot.start_time).store(me.start_time);
-    atomic(slot.control).store(joining);
-    return joining;
+    return hold(slot.control, slot.stamp, SlotState::Joining, shm::self());
   }
 };
 
@@ -761,9 +760,8 @@ TEST_F(PassingSlotTest, ExclusiveProducerWaitsForItsSlotToChangeOwners) {
   std::thread holder([&] {  // lets go a little later, as a reaper does when it is done
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     std::uint64_t c = joining;
-    EXPECT_TRUE(atomic(slot.control)
-                    .compare_exchange_strong(
-                        c, log::make_control(SlotState::Free, log::generation_of(joining))));
+    EXPECT_TRUE(
+        atomic(slot.control).compare_exchange_strong(c, log::with_state(joining, SlotState::Free)));
   });
   auto p = Producer::open(bus, "t");
   holder.join();
@@ -786,6 +784,77 @@ TEST_F(PassingSlotTest, SlotStuckBetweenOwnersIsReportedNamingTheHolder) {
       << p.error().message;
   EXPECT_NE(p.error().message.find("pid " + std::to_string(shm::self().pid)), std::string::npos)
       << p.error().message;
+}
+
+// A slot just taken, before its holder stamped it: the stamp is still the
+// previous holder's, who left and exited. A reaper must judge the holder by
+// the pid the taking CAS wrote, not by the previous holder's identity: a
+// joiner (or a reaper) preempted right after its CAS, taken for dead, used to
+// lose its slot and then store its pid and claim record into the next
+// owner's slot (two exclusive producers on one ring; a live consumer reaped).
+class UnstampedSlotTest : public WhiteboxTest {
+ protected:
+  // A live process that is not this one (the holder), killed by kill_holder().
+  void SetUp() override {
+    WhiteboxTest::SetUp();
+    previous_ = exited_process();
+    holder_ = ::fork();
+    if (holder_ == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    ASSERT_GT(holder_, 0);
+  }
+  void TearDown() override {
+    kill_holder();
+    WhiteboxTest::TearDown();
+  }
+  void kill_holder() {
+    if (holder_ <= 0) return;
+    ::kill(holder_, SIGKILL);
+    int status = 0;
+    while (::waitpid(holder_, &status, 0) < 0 && errno == EINTR) {
+    }
+    holder_ = -1;
+  }
+  // The slot stamped by the previous holder (gone), then taken by the holder.
+  void taken_unstamped(std::uint64_t& control, std::uint64_t& stamp) {
+    hold(control, stamp, SlotState::Free, previous_);
+    const std::uint64_t gen = log::generation_of(atomic(control).load()) + 1;
+    atomic(control).store(
+        log::make_control(SlotState::Joining, gen, static_cast<std::uint32_t>(holder_)));
+  }
+  shm::ProcessId previous_;
+  pid_t holder_ = -1;
+};
+
+TEST_F(UnstampedSlotTest, ProducerSlotIsNotReapedWhileItsHolderLives) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Overwrite, /*exclusive=*/true)));
+  auto ring = open_ring();
+  ASSERT_TRUE(ring);
+  log::ProducerSlot& s = ring->producer_slot(0);
+  taken_unstamped(s.control, s.stamp);
+  const std::uint64_t taken = atomic(s.control).load();
+  EXPECT_EQ(ring->reap_dead_producers(), 0u);
+  EXPECT_EQ(atomic(s.control).load(), taken);
+  kill_holder();  // dies before stamping: reaped by its pid
+  EXPECT_EQ(ring->reap_dead_producers(), 1u);
+  EXPECT_EQ(log::state_of(atomic(s.control).load()), SlotState::Free);
+  EXPECT_TRUE(Producer::open(bus, "t"));
+}
+
+TEST_F(UnstampedSlotTest, CursorSlotIsNotReapedWhileItsHolderLives) {
+  TopicOptions o = small(Policy::Block);
+  o.max_consumers = 1;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  auto ring = open_ring();
+  ASSERT_TRUE(ring);
+  log::CursorSlot& s = ring->cursor_slot(0);
+  taken_unstamped(s.control, s.stamp);
+  EXPECT_EQ(ring->reap_dead_consumers(UINT64_MAX), 0u);
+  EXPECT_FALSE(Consumer::open(bus, "t"));  // the one slot is the holder's
+  kill_holder();
+  EXPECT_TRUE(Consumer::open(bus, "t"));  // reaps it, then joins
 }
 
 TEST_F(WhiteboxTest, DeadProducerWaitingForRoomIsNotPaddedOverUnreadData) {
