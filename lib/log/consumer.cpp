@@ -49,7 +49,8 @@ struct Consumer::Impl {
 
   // Frees our slot, ACTIVE or EVICTED (an evicted slot stays taken until its
   // owner leaves it). Afterwards slot_control matches no slot's control again:
-  // generations only grow, so poll() says Evicted until a rejoin.
+  // every new holder takes a new generation (wrapping only after 2^30), so
+  // poll() says Evicted until a rejoin.
   void leave() noexcept {
     if (slot == nullptr) return;
     for (SlotState from : {SlotState::Active, SlotState::Evicted}) {

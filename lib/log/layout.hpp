@@ -216,7 +216,9 @@ static_assert(sizeof(RingConfig) == 64);
 // old value fails after any change of holder (30-bit generations, wrapping).
 // The holder's start time, which tells a reused pid, follows in the slot's
 // `stamp`, tagged with the generation it was stored for (make_stamp); until
-// then the holder is judged by its pid alone (holder_of).
+// then the holder is judged by its pid alone (holder_of). The price: a holder
+// killed between its CAS and its stamp, whose pid is reused at once, passes
+// for alive until the process with that pid exits.
 // Joining: taken, being filled in (or being reaped); invisible to gating.
 // Evicted: a cursor slot that shmbusd took from a slow consumer; invisible to
 // gating, not free until its owner leaves it or dies.
@@ -314,7 +316,7 @@ struct CursorConfig {
 static_assert(sizeof(CursorConfig) == 64);
 
 // `asleep` says that the owner counts itself in CursorHeader::waiters: the
-// owner stores its generation (low 32 bits) after incrementing waiters and 0
+// owner stores its generation (30 bits) after incrementing waiters and 0
 // before decrementing it. A reaper of a dead owner takes the count back with
 // a CAS from the dead owner's generation to 0, so that a consumer killed
 // asleep in poll_wait does not leave every producer calling futex_wake per

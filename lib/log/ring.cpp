@@ -326,10 +326,10 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     if (!holder_dead(c, s.stamp)) continue;
     // Read the dead owner's claim record before taking the slot: whoever
     // rewrites the record (a joiner, another reaper) changes the control word
-    // first, and generations never repeat, so a successful CAS from c below
-    // proves this is still the dead owner's record.
-    // An exclusive ring's claim ends at the tail (layout.hpp, ProducerSlot);
-    // a position past the tail is damage, and fails the sanity check.
+    // first, to a new generation (2^30 of them before one repeats), so a successful CAS from c
+    // below proves this is still the dead owner's record. An exclusive ring's claim ends at the
+    // tail (layout.hpp, ProducerSlot); a position past the tail is damage, and fails the sanity
+    // check.
     const std::uint64_t tail_now = tail().load(std::memory_order_acquire);
     const std::uint64_t recorded = atomic(s.claim_bytes).load(std::memory_order_acquire);
     std::uint64_t p = atomic(s.claim_position).load(std::memory_order_relaxed);
