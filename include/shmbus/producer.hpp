@@ -6,7 +6,12 @@
 //                                     then publish (abort turns the space into padding).
 // On a `block` topic both return Status::Full while the slowest consumer is a
 // whole ring behind; retry (or wait) and try again. On an `overwrite` topic
-// they never wait.
+// they never wait. One exception, on a `block` topic with several producers:
+// a producer that found room, but lost it to another producer's claim before
+// its own fetch_add made the claim, cannot give the claim back, so it waits
+// (options.wait) until the consumers free the room, however long that takes
+// (shmbusd evicts a stuck consumer only if the topic sets
+// slow_consumer_timeout_ms).
 //
 // A claim must be committed or aborted within the topic's
 // hung_producer_timeout (1 s by default) when shmbusd supervises the bus:

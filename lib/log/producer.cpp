@@ -155,7 +155,8 @@ struct Producer::Impl {
       }
       const std::uint64_t t = tail.load(std::memory_order_relaxed);
       // A pre-check, so that Full costs nothing irrevocable. Another producer
-      // may still claim in between; then wait_for_room waits briefly.
+      // may still claim in between; then wait_for_room waits for the consumers
+      // (producer.hpp: as long as they take).
       if (block && t + k > gating_limit && !has_room(t + k, t)) return Status::Full;
       // Announce a lower bound of the claim before making it, so that no
       // producer can lap it unseen (layout.hpp, Ring::gate).
