@@ -69,6 +69,7 @@ class Consumer {
   }
   // Waits with the consumer's WaitStrategy until at least one message is
   // delivered, another status ends the batch, or `timeout` passes (Timeout).
+  // With max_messages 0 it delivers nothing and returns at once, as poll().
   PollResult poll_wait(Handler handler, std::uint32_t max_messages,
                        std::chrono::nanoseconds timeout);
 

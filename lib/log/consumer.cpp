@@ -246,7 +246,7 @@ struct Consumer::Impl {
     log::Backoff backoff(options.wait);
     for (;;) {
       PollResult r = poll(handler, max);
-      if (r.status != Status::Empty) return r;
+      if (r.status != Status::Empty || max == 0) return r;
       if (options.wait == WaitStrategy::Futex && backoff.spun_out()) {
         sleep_until_commit(deadline);
       } else {
@@ -276,7 +276,12 @@ struct Consumer::Impl {
     const std::uint32_t seq = atomic(h->wake_seq).load(std::memory_order_seq_cst);
     auto left = deadline - std::chrono::steady_clock::now();
     if (!fenced) left = std::min<std::chrono::nanoseconds>(left, kUnfencedSleep);
-    if (!ready(position) && !(copying(position) && overrun(position)) && left.count() > 0)
+    // Seq_cst loads after the seq_cst count: each pairs with a waker that
+    // bumps wake_seq after the change looked for, a commit (Ring::publish)
+    // or an eviction (Ring::evict).
+    const bool still_ours = atomic(slot->control).load(std::memory_order_seq_cst) == slot_control;
+    if (!ready(position) && !(copying(position) && overrun(position)) && still_ours &&
+        left.count() > 0)
       shm::futex_wait(&h->wake_seq, seq, left);
     atomic(slot->asleep).store(0, std::memory_order_relaxed);
     atomic(h->waiters).fetch_sub(1, std::memory_order_release);

@@ -254,8 +254,14 @@ bool Ring::revoke_claim(std::uint64_t p, std::uint64_t bytes) const noexcept {
 bool Ring::evict(CursorSlot& s, std::uint64_t active) const noexcept {
   if (state_of(active) != SlotState::Active) return false;
   // Seq_cst: a producer's gate that runs after this sees the slot not ACTIVE.
-  return atomic(s.control).compare_exchange_strong(active, with_state(active, SlotState::Evicted),
-                                                   std::memory_order_seq_cst);
+  if (!atomic(s.control).compare_exchange_strong(active, with_state(active, SlotState::Evicted),
+                                                 std::memory_order_seq_cst))
+    return false;
+  // Then a seq_cst load: the Dekker pairing with a consumer falling asleep
+  // (Consumer's sleep_until_commit checks its slot after counting itself),
+  // which would otherwise sleep to its deadline if no producer commits again.
+  if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+  return true;
 }
 
 std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,

@@ -210,6 +210,22 @@ TEST_F(RingTest, ThrowingHandlerGetsItsMessageAgain) {
   }
 }
 
+// poll_wait with room for no message returns at once, as poll() does.
+TEST_F(RingTest, PollWaitForNoMessagesReturnsAtOnce) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  ASSERT_EQ(p->offer(bytes("kept")), Status::Ok);
+  const auto t0 = std::chrono::steady_clock::now();
+  const PollResult r = c->poll_wait([](const Message&) { ADD_FAILURE() << "max was 0"; }, 0,
+                                    std::chrono::seconds(60));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  EXPECT_EQ(r.status, Status::Empty);
+  EXPECT_EQ(r.count, 0u);
+  EXPECT_EQ(drain(*c), std::vector<std::string>{"kept"});
+}
+
 TEST_F(RingTest, BlockPolicyWithoutConsumersRunsFree) {
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto p = Producer::open(bus, "t");

@@ -366,6 +366,35 @@ TEST_F(SupervisionTest, EvictedConsumerTrustsNothingReadAfterItsLastDelivery) {
   EXPECT_EQ(c->lost().from, after_one);
 }
 
+// Evicted while asleep in poll_wait (futex): told at once, not at the
+// deadline, although no producer commits again to wake it.
+TEST_F(SupervisionTest, EvictionWakesAConsumerAsleepInPollWait) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto ring = open_ring();
+  ASSERT_TRUE(ring);
+  ConsumerOptions o;
+  o.wait = WaitStrategy::Futex;
+  auto c = Consumer::open(bus, "t", o);
+  ASSERT_TRUE(c);
+  log::CursorSlot* slot = active_cursor(*ring);
+  ASSERT_NE(slot, nullptr);
+  const auto timeout = std::chrono::seconds(60);
+  std::chrono::steady_clock::duration took{};
+  PollResult r;
+  std::thread sleeper([&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    r = c->poll_wait([](const Message&) { ADD_FAILURE() << "nothing was published"; }, 64, timeout);
+    took = std::chrono::steady_clock::now() - t0;
+  });
+  // Counted among the waiters: about to sleep, or asleep.
+  while (atomic(ring->cursor_header()->waiters).load() == 0) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(ring->evict(*slot, atomic(slot->control).load()));
+  sleeper.join();
+  EXPECT_EQ(r.status, Status::Evicted);
+  EXPECT_LT(took, timeout / 2) << "slept to its deadline";
+}
+
 // An evicted slot is freed by its owner's destructor, or by the reapers once
 // the owner is dead.
 TEST_F(SupervisionTest, EvictedSlotIsFreedByItsOwnerOrTheReapers) {
