@@ -429,12 +429,10 @@ void Server::drop_socket(std::uint64_t id) {
 
 bool Server::holds_slot(const Client& c) const {
   const auto pid = static_cast<std::uint32_t>(c.pid);
-  // The holder's pid is in the control word; its start time in the stamp
-  // (acquire on control: pairs with the holder's CAS to Active, after which
-  // the stamp is visible), or not yet, just after it took the slot.
+  // Any taken state; a holder that has not stamped the slot yet (start time
+  // 0, just after it took the slot) by its pid alone.
   auto owned = [&](std::uint64_t& control, std::uint64_t& stamp) {
-    const std::uint64_t k = log::atomic(control).load(std::memory_order_acquire);
-    const shm::ProcessId h = log::holder_of(k, log::atomic(stamp).load(std::memory_order_relaxed));
+    const auto [k, h] = log::read_holder(control, stamp);
     return log::state_of(k) != log::SlotState::Free && h.pid == pid &&
            (h.start_time == 0 || h.start_time == c.start_time);
   };
@@ -843,10 +841,8 @@ void Server::watch_slot_holders() {
 }
 
 void Server::watch_holder(std::uint64_t& control, std::uint64_t& stamp, const std::string& topic) {
-  // Acquire: pairs with the holder's CAS to Active, after which its stamp is visible.
-  const std::uint64_t k = log::atomic(control).load(std::memory_order_acquire);
+  const auto [k, h] = log::read_holder(control, stamp);
   if (!held_by_owner(log::state_of(k))) return;
-  const shm::ProcessId h = log::holder_of(k, log::atomic(stamp).load(std::memory_order_relaxed));
   const std::uint32_t pid = h.pid;
   const std::uint64_t start_time = h.start_time;
   for (auto& [id, c] : clients_) {
@@ -896,11 +892,9 @@ control::Message Server::reattach(Client& c, const control::Message& req) {
                                 "uid " + std::to_string(c.uid) + " may not hold a " + what);
   const log::Ring& ring = t.rings[req.partition];
   const auto pid = static_cast<std::uint32_t>(c.pid);
-  // Acquire on control: pairs with the owner's CAS to Active (its stamp before it).
   // An Evicted slot is still its owner's: a consumer evicted across a restart re-announces it.
   auto holds = [&](std::uint64_t& control, std::uint64_t& stamp) {
-    const std::uint64_t k = log::atomic(control).load(std::memory_order_acquire);
-    const shm::ProcessId h = log::holder_of(k, log::atomic(stamp).load(std::memory_order_relaxed));
+    const auto [k, h] = log::read_holder(control, stamp);
     return held_by_owner(log::state_of(k)) && h.pid == pid && h.start_time == c.start_time;
   };
   bool held = false;

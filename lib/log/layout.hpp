@@ -242,14 +242,28 @@ inline constexpr std::uint64_t make_control(SlotState s, std::uint64_t generatio
 inline constexpr std::uint64_t with_state(std::uint64_t control, SlotState s) {
   return (control & ~std::uint64_t{3}) | static_cast<std::uint64_t>(s);
 }
+// A stamp: the holder's start time above the low 24 bits of the generation
+// it was stored for (start times, in clock ticks since boot, fit in 40 bits).
+inline constexpr std::uint64_t kStampTagMask = (std::uint64_t{1} << 24) - 1;
 inline constexpr std::uint64_t make_stamp(std::uint64_t start_time, std::uint64_t generation) {
-  return start_time << 24 | (generation & 0xffffff);
+  return start_time << 24 | (generation & kStampTagMask);
 }
 // The holder a slot names; start_time 0 while the holder has not stamped
 // the slot yet (its stamp is still the previous holder's).
 inline shm::ProcessId holder_of(std::uint64_t control, std::uint64_t stamp) {
-  const bool stamped = (stamp & 0xffffff) == (generation_of(control) & 0xffffff);
+  const bool stamped = (stamp & kStampTagMask) == (generation_of(control) & kStampTagMask);
   return {pid_of(control), stamped ? stamp >> 24 : 0};
+}
+// A slot's control word and the holder it names, read from outside the
+// holder: control with acquire (pairs with the holder's CAS to Active, after
+// which its stamp is visible), then the stamp.
+struct SlotHolder {
+  std::uint64_t control;
+  shm::ProcessId holder;
+};
+inline SlotHolder read_holder(std::uint64_t& control, std::uint64_t& stamp) {
+  const std::uint64_t c = std::atomic_ref<std::uint64_t>(control).load(std::memory_order_acquire);
+  return {c, holder_of(c, std::atomic_ref<std::uint64_t>(stamp).load(std::memory_order_relaxed))};
 }
 
 // A producer's registration and its open claim.
