@@ -181,6 +181,7 @@ ProducerOptions ShmbusChannel::producer_options() const {
   ProducerOptions po;
   po.timestamps = t_.timestamps;
   po.wait = WaitStrategy::BusySpin;
+  po.pretouch_next_frame = t_.pretouch;
   return po;
 }
 

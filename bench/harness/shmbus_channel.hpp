@@ -53,9 +53,9 @@ Consumer open_consumer(const std::string& bus, const std::string& topic, const C
 [[noreturn]] void bad_status(const std::string& what, Status s);
 
 struct ShmbusRt {
-  std::string bus;
-  std::string ping_topic;
-  std::string pong_topic;
+  std::string bus{};
+  std::string ping_topic{};
+  std::string pong_topic{};
   std::uint32_t size = 32;
   bool timestamps = false;                     // ProducerOptions::timestamps
   WaitStrategy wait = WaitStrategy::BusySpin;  // consumers; BusySpin polls with relax()
@@ -66,6 +66,7 @@ struct ShmbusRt {
   // copies. On this VM the copy that waits for the length load costs a tenth
   // to a fifth of a 64 B round trip (bench/latency.cpp's "echo sized by frame").
   bool echo_frame_length = false;
+  bool pretouch = false;  // ProducerOptions::pretouch_next_frame
 };
 
 class ShmbusChannel : public Channel {

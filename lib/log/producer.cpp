@@ -308,6 +308,7 @@ struct Producer::Impl {
     if (Status s = acquire(ring.frame_bytes(b.bytes), p); s != Status::Ok) return s;
     write_and_publish(p, b, payload, key, props);
     end_claim();
+    detail::pretouch_next_frame(state, ring.frame_bytes(b.bytes));
     return Status::Ok;
   }
 
@@ -332,6 +333,11 @@ struct Producer::Impl {
     // nothing else, so nobody writes into [position, ..) once our floor goes.
     end_claim();
     open_claim = kNoClaim;
+    if (settled && keep) {
+      const std::byte* start = reinterpret_cast<std::byte*>(ring.frame_at(c.position));
+      detail::pretouch_next_frame(
+          state, static_cast<std::uint64_t>(c.payload.data() + c.payload.size() - start));
+    }
     c = Claim{};
     return settled ? Status::Ok : Status::Revoked;
   }
@@ -341,6 +347,11 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
                                 const ProducerOptions& options) {
   auto attached = log::attach(bus, topic, options.partition, true, options.prefault);
   if (!attached) return attached.error();
+  if (options.pretouch_next_frame && !attached->ring.exclusive())
+    return Error{EINVAL, "topic partition " + attached->ring.name() +
+                             " is not exclusive_producer: pretouch_next_frame needs to know "
+                             "where the next frame goes, which a shared ring tells only at "
+                             "its claim"};
   if (options.light_fence) shm::enable_light_fences();  // before our first publish
   auto impl = std::make_unique<Impl>();
   impl->daemon = std::move(attached->daemon);
@@ -394,6 +405,7 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   s.light_fences = &shm::light_fences;
   s.exclusive = r.exclusive();
   s.timestamps = options.timestamps;
+  s.pretouch = options.pretouch_next_frame;
   impl->local_tail = r.tail().load(std::memory_order_acquire);
   if (impl->local_tail % r.alignment() != 0)
     return Error{EPROTO, "topic partition " + r.name() + " is damaged: its tail " +

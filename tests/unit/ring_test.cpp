@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_bus.hpp"
@@ -224,6 +225,61 @@ TEST_F(RingTest, PollWaitForNoMessagesReturnsAtOnce) {
   EXPECT_EQ(r.status, Status::Empty);
   EXPECT_EQ(r.count, 0u);
   EXPECT_EQ(drain(*c), std::vector<std::string>{"kept"});
+}
+
+// pretouch_next_frame: the line it takes is the next frame's second,
+// wrapping at the ring's end; publishing with it on (inline offer, offer
+// with a key, claim and commit, across segment ends and laps) delivers every
+// message intact; a shared topic refuses it, naming it.
+TEST(PretouchNextFrame, TakesTheSecondLineOfTheFrameAtTheTail) {
+  std::byte ring[4096];
+  detail::OfferState s;
+  s.frames = ring;
+  s.mask = sizeof ring - 1;
+  const std::pair<std::uint64_t, std::ptrdiff_t> cases[] = {
+      {0, 64}, {32, 64}, {64, 128}, {4096 - 64, 0}, {4096 - 32, 0}, {3 * 4096 + 128, 192}};
+  for (auto [tail, line] : cases) {
+    s.local_tail = tail;
+    EXPECT_EQ(detail::next_frame_second_line(s) - ring, line) << "tail " << tail;
+  }
+}
+
+TEST_F(RingTest, PretouchNextFrameDeliversEveryMessage) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block, /*exclusive=*/true)));
+  ProducerOptions o;
+  o.pretouch_next_frame = true;
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t", o);
+  ASSERT_TRUE(c && p);
+  std::vector<std::string> sent, got;
+  for (int i = 0; c->position() < 3 * 4 * 4096; ++i) {  // 3 laps of the ring
+    std::string m(static_cast<std::size_t>(40 + (i * 37) % 300), static_cast<char>('a' + i % 26));
+    m += std::to_string(i);
+    if (i % 3 == 0) {
+      ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
+    } else if (i % 3 == 1) {
+      ASSERT_EQ(p->offer(bytes(m), "key"), Status::Ok);
+    } else {
+      Claim cl;
+      ASSERT_EQ(p->claim(m.size(), cl), Status::Ok);
+      std::memcpy(cl.payload.data(), m.data(), m.size());
+      ASSERT_EQ(p->commit(cl), Status::Ok);
+    }
+    sent.push_back(m);
+    for (std::string& s : drain(*c)) got.push_back(std::move(s));
+  }
+  EXPECT_EQ(got, sent);
+}
+
+TEST_F(RingTest, PretouchNextFrameIsRefusedOnASharedTopic) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  ProducerOptions o;
+  o.pretouch_next_frame = true;
+  auto p = Producer::open(bus, "t", o);
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, EINVAL);
+  EXPECT_NE(p.error().message.find("pretouch_next_frame"), std::string::npos) << p.error().message;
+  EXPECT_NE(p.error().message.find("exclusive_producer"), std::string::npos) << p.error().message;
 }
 
 TEST_F(RingTest, BlockPolicyWithoutConsumersRunsFree) {

@@ -22,6 +22,8 @@
 //   5 commit word = p ^ salt, release   (consumers acquire-load it: 3 and 4 first)
 //   6 light fence, then load the futex waiter count; wake if non-zero (the
 //     Dekker pairing with a consumer falling asleep, lib/shm/asymmetric_fence.hpp)
+//   7 with ProducerOptions::pretouch_next_frame: prefetch for writing the
+//     next frame's second line (a hint: it stores nothing)
 #pragma once
 
 #include <time.h>
@@ -58,6 +60,7 @@ struct OfferState {
   bool exclusive = false;
   bool block = false;
   bool timestamps = false;
+  bool pretouch = false;  // ProducerOptions::pretouch_next_frame
   // Ours, changed by the library too.
   std::uint64_t local_tail = 0;    // exclusive producers: the tail we last stored
   std::uint64_t gating_limit = 0;  // `block`: frames ending at or below it need no look at cursors
@@ -78,6 +81,27 @@ inline void advance_tail(OfferState& s, std::uint64_t end) noexcept {
   s.local_tail = end;
   std::atomic_ref<std::uint64_t>(*s.tail).store(end, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_release);
+}
+
+inline constexpr std::uint64_t kCacheLineBytes = 64;
+
+// The second cache line of the frame that starts at the tail: the line after
+// the one holding the tail, in the ring (the next frame's first line is the
+// one consumers spin on).
+inline std::byte* next_frame_second_line(const OfferState& s) noexcept {
+  return s.frames + (((s.local_tail | (kCacheLineBytes - 1)) + 1) & s.mask);
+}
+
+// Step 7, after a frame of `bytes` bytes: a frame longer than a line
+// foretells another.
+inline void pretouch_next_frame(const OfferState& s, std::uint64_t bytes) noexcept {
+  if (!s.pretouch || bytes <= kCacheLineBytes) return;
+  std::byte* line = next_frame_second_line(s);
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" : : "m"(*line));
+#else
+  __builtin_prefetch(line, 1, 3);
+#endif
 }
 
 // Publishes `payload` when it is the common case; else returns rest().
@@ -106,6 +130,7 @@ inline Status offer_exclusive(OfferState& s, std::span<const std::byte> payload,
   if (commit_then_check_sleepers(*reinterpret_cast<std::uint64_t*>(f), p ^ s.salt, *s.light_fences,
                                  *s.waiters))
     wake();
+  pretouch_next_frame(s, n);
   return Status::Ok;
 }
 
