@@ -75,14 +75,14 @@ struct ProducerOptions {
   // line for writing (x86 PREFETCHW), so that the next message's commit does
   // not wait for that line to come from memory or another core. Never the
   // first line, on which consumers spin. For request/response traffic, where
-  // the producer idles between messages: 64 B round trips faster by about a
-  // tenth here. Streaming pays: 64 B one-way throughput about a third lower
-  // here (most likely a consumer close behind, whose hardware prefetcher
-  // takes the line back before it is written). README, "Performance", has
-  // the figures. Chronicle Queue's pretoucher and Aeron's pre-touch warm
-  // memory ahead of the writer the same way, but far ahead of it.
-  // `exclusive_producer` topics only: a shared ring tells where the next
-  // frame goes only at its claim.
+  // the producer idles between messages: 64 B round trips a few percent
+  // faster here, in nearly every run. What it costs a stream is not settled:
+  // 64 B one-way throughput 0.67x-0.91x of the default in two series here
+  // (most likely a consumer close behind, whose hardware prefetcher takes the
+  // line back before it is written); README, "Performance", has the figures.
+  // Chronicle Queue's pretoucher and Aeron's pre-touch warm memory ahead of
+  // the writer the same way, but far ahead of it. `exclusive_producer` topics
+  // only: a shared ring tells where the next frame goes only at its claim.
   bool pretouch_next_frame = false;
 };
 
