@@ -333,11 +333,8 @@ struct Producer::Impl {
     // nothing else, so nobody writes into [position, ..) once our floor goes.
     end_claim();
     open_claim = kNoClaim;
-    if (settled && keep) {
-      const std::byte* start = reinterpret_cast<std::byte*>(ring.frame_at(c.position));
-      detail::pretouch_next_frame(
-          state, static_cast<std::uint64_t>(c.payload.data() + c.payload.size() - start));
-    }
+    // An exclusive producer's frame ends at its tail (pretouch is only theirs).
+    if (settled && keep) detail::pretouch_next_frame(state, local_tail - c.position);
     c = Claim{};
     return settled ? Status::Ok : Status::Revoked;
   }

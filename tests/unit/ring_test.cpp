@@ -228,47 +228,35 @@ TEST_F(RingTest, PollWaitForNoMessagesReturnsAtOnce) {
 }
 
 // pretouch_next_frame: the line it takes is the next frame's second,
-// wrapping at the ring's end; publishing with it on (inline offer, offer
-// with a key, claim and commit, across segment ends and laps) delivers every
-// message intact; a shared topic refuses it, naming it.
+// wrapping at the ring's end, and none where that line starts a segment
+// (the next frame's first line, after a pad); a shared topic refuses it,
+// naming it. (A prefetch changes nothing consumers read: the harness's
+// pretouch rows, run by bench-smoke, publish with it.)
 TEST(PretouchNextFrame, TakesTheSecondLineOfTheFrameAtTheTail) {
-  std::byte ring[4096];
+  constexpr std::uint64_t kSegment = 4096;
+  std::vector<std::byte> ring(4 * kSegment);
   detail::OfferState s;
-  s.frames = ring;
-  s.mask = sizeof ring - 1;
+  s.frames = ring.data();
+  s.mask = ring.size() - 1;
+  s.segment_bytes = kSegment;
   const std::pair<std::uint64_t, std::ptrdiff_t> cases[] = {
-      {0, 64}, {32, 64}, {64, 128}, {4096 - 64, 0}, {4096 - 32, 0}, {3 * 4096 + 128, 192}};
+      {0, 64},
+      {32, 64},
+      {64, 128},
+      {kSegment, kSegment + 64},
+      {kSegment + 32, kSegment + 64},
+      {5 * ring.size() + 128, 192},
+      {5 * ring.size() + kSegment + 64, kSegment + 128}};
   for (auto [tail, line] : cases) {
     s.local_tail = tail;
-    EXPECT_EQ(detail::next_frame_second_line(s) - ring, line) << "tail " << tail;
+    ASSERT_NE(detail::next_frame_second_line(s), nullptr) << "tail " << tail;
+    EXPECT_EQ(detail::next_frame_second_line(s) - ring.data(), line) << "tail " << tail;
   }
-}
-
-TEST_F(RingTest, PretouchNextFrameDeliversEveryMessage) {
-  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block, /*exclusive=*/true)));
-  ProducerOptions o;
-  o.pretouch_next_frame = true;
-  auto c = Consumer::open(bus, "t");
-  auto p = Producer::open(bus, "t", o);
-  ASSERT_TRUE(c && p);
-  std::vector<std::string> sent, got;
-  for (int i = 0; c->position() < 3 * 4 * 4096; ++i) {  // 3 laps of the ring
-    std::string m(static_cast<std::size_t>(40 + (i * 37) % 300), static_cast<char>('a' + i % 26));
-    m += std::to_string(i);
-    if (i % 3 == 0) {
-      ASSERT_EQ(p->offer(bytes(m)), Status::Ok);
-    } else if (i % 3 == 1) {
-      ASSERT_EQ(p->offer(bytes(m), "key"), Status::Ok);
-    } else {
-      Claim cl;
-      ASSERT_EQ(p->claim(m.size(), cl), Status::Ok);
-      std::memcpy(cl.payload.data(), m.data(), m.size());
-      ASSERT_EQ(p->commit(cl), Status::Ok);
-    }
-    sent.push_back(m);
-    for (std::string& s : drain(*c)) got.push_back(std::move(s));
+  for (std::uint64_t tail :
+       {kSegment - 64, kSegment - 32, 2 * kSegment - 64, ring.size() - 64, 3 * ring.size() - 32}) {
+    s.local_tail = tail;
+    EXPECT_EQ(detail::next_frame_second_line(s), nullptr) << "tail " << tail;
   }
-  EXPECT_EQ(got, sent);
 }
 
 TEST_F(RingTest, PretouchNextFrameIsRefusedOnASharedTopic) {

@@ -85,18 +85,23 @@ inline void advance_tail(OfferState& s, std::uint64_t end) noexcept {
 
 inline constexpr std::uint64_t kCacheLineBytes = 64;
 
-// The second cache line of the frame that starts at the tail: the line after
-// the one holding the tail, in the ring (the next frame's first line is the
-// one consumers spin on).
+// The second cache line of a frame longer than a line that starts at the
+// tail: the line after the one holding the tail. Null when that line starts
+// a segment: a frame longer than what is left before the segment end goes
+// there, after a pad, and it would be that frame's first line, the one
+// consumers spin on.
 inline std::byte* next_frame_second_line(const OfferState& s) noexcept {
-  return s.frames + (((s.local_tail | (kCacheLineBytes - 1)) + 1) & s.mask);
+  const std::uint64_t line = (s.local_tail | (kCacheLineBytes - 1)) + 1;
+  if ((line & (s.segment_bytes - 1)) == 0) return nullptr;
+  return s.frames + (line & s.mask);
 }
 
-// Step 7, after a frame of `bytes` bytes: a frame longer than a line
-// foretells another.
+// Step 7, after a frame of `bytes` bytes (aligned, header included): a frame
+// longer than a line foretells another.
 inline void pretouch_next_frame(const OfferState& s, std::uint64_t bytes) noexcept {
   if (!s.pretouch || bytes <= kCacheLineBytes) return;
   std::byte* line = next_frame_second_line(s);
+  if (line == nullptr) return;
 #if defined(__x86_64__)
   asm volatile("prefetchw %0" : : "m"(*line));
 #else
