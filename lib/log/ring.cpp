@@ -227,8 +227,7 @@ bool Ring::revoke(std::uint64_t p) const noexcept {
   if (!atomic(frame_at(p)->commit)
            .compare_exchange_strong(pending, skip_word(p), std::memory_order_seq_cst))
     return false;
-  // Seq_cst CAS, then seq_cst load: the Dekker pairing with sleeping consumers (settle).
-  if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+  wake_sleepers();
   return true;
 }
 
@@ -257,10 +256,9 @@ bool Ring::evict(CursorSlot& s, std::uint64_t active) const noexcept {
   if (!atomic(s.control).compare_exchange_strong(active, with_state(active, SlotState::Evicted),
                                                  std::memory_order_seq_cst))
     return false;
-  // Then a seq_cst load: the Dekker pairing with a consumer falling asleep
-  // (Consumer's sleep_until_commit checks its slot after counting itself),
-  // which would otherwise sleep to its deadline if no producer commits again.
-  if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+  // A consumer falling asleep checks its slot too: else it would sleep to
+  // its deadline if no producer commits again.
+  wake_sleepers();
   return true;
 }
 

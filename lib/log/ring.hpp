@@ -115,6 +115,13 @@ class Ring {
       wake();
   }
   void wake() const noexcept;
+  // After a seq_cst CAS on a word that a consumer falling asleep checks
+  // after counting itself (a commit word, its cursor slot's control word):
+  // a seq_cst load of the count, and a wake-up if anyone is counted. The
+  // waker's half of the Dekker pairing with Consumer sleep_until_commit.
+  void wake_sleepers() const noexcept {
+    if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+  }
 
   // Producer step 3, last store: the frame at p (header, key, properties
   // written) is handed out; from now on it may be revoked.
@@ -135,7 +142,7 @@ class Ring {
                  pending, word, std::memory_order_seq_cst,
                  std::memory_order_relaxed))  // SYNC POINT: consumer's acquire load of commit
       return false;
-    if (atomic(cursor_header()->waiters).load(std::memory_order_seq_cst) != 0) wake();
+    wake_sleepers();
     return true;
   }
   // Supervisor: turns the pending frame at p into a skipped one (pending ->
