@@ -75,9 +75,9 @@ struct ProducerOptions {
   // next frame's second line for writing (x86 PREFETCHW), so that the next
   // message's commit does not wait for that line to come from memory or
   // another core. Never a line that may be the next frame's first, on which
-  // consumers spin (at a segment end it takes nothing). For request/response traffic, where
-  // the producer idles between messages: 64 B round trips a few percent
-  // faster here, in nearly every run. What it costs a stream is not settled:
+  // consumers spin (at a segment end it takes nothing). For request/response
+  // traffic, where the producer idles between messages: 64 B round trips a
+  // few percent faster here, in nearly every run. What it costs a stream is not settled:
   // 64 B one-way throughput 0.67x-0.91x of the default in two series here
   // (most likely a consumer close behind, whose hardware prefetcher takes the
   // line back before it is written); README, "Performance", has the figures.

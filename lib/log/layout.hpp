@@ -181,6 +181,7 @@ static_assert(offsetof(FrameHeader, flags) == 14);
 static_assert(offsetof(FrameHeader, timestamp) == 16);
 // Consumer::poll's common case is compiled into applications (shmbus/detail/poll_in_place.hpp).
 static_assert(sizeof(FrameHeader) == detail::kFrameHeaderBytes);
+static_assert(detail::kCacheLineBytes == shm::kCacheLine);
 static_assert(offsetof(FrameHeader, length) == detail::kFrameLengthAt);
 static_assert(offsetof(FrameHeader, type) == detail::kFrameTypeAt);
 static_assert(offsetof(FrameHeader, flags) == detail::kFrameFlagsAt);

@@ -304,11 +304,12 @@ struct Producer::Impl {
     if (open_claim != kNoClaim) return Status::Invalid;
     Body b;
     if (Status s = plan(ring.max_body(), payload.size(), key, props, b); s != Status::Ok) return s;
+    const std::uint64_t n = ring.frame_bytes(b.bytes);
     std::uint64_t p = 0;
-    if (Status s = acquire(ring.frame_bytes(b.bytes), p); s != Status::Ok) return s;
+    if (Status s = acquire(n, p); s != Status::Ok) return s;
     write_and_publish(p, b, payload, key, props);
     end_claim();
-    detail::pretouch_next_frame(state, ring.frame_bytes(b.bytes));
+    detail::pretouch_next_frame(state, n);
     return Status::Ok;
   }
 

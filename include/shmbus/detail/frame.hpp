@@ -24,6 +24,7 @@ inline constexpr std::size_t kFrameFlagsAt = 14;
 inline constexpr std::size_t kFrameTimestampAt = 16;
 inline constexpr std::uint16_t kFrameTypeData = 1;
 inline constexpr std::uint64_t kSkipBit = 2;  // flipped in a skipped frame's commit word
+inline constexpr std::uint64_t kCacheLineBytes = 64;
 
 // Lock-free, so a load never writes (consumers map the ring read-only).
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);

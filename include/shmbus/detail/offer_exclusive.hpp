@@ -83,8 +83,6 @@ inline void advance_tail(OfferState& s, std::uint64_t end) noexcept {
   std::atomic_thread_fence(std::memory_order_release);
 }
 
-inline constexpr std::uint64_t kCacheLineBytes = 64;
-
 // The second cache line of a frame longer than a line that starts at the
 // tail: the line after the one holding the tail. Null when that line starts
 // a segment: a frame longer than what is left before the segment end goes
