@@ -68,13 +68,11 @@ struct Consumer::Impl {
     const shm::ProcessId me = shm::self();
     for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
       log::CursorSlot& s = ring.cursor_slot(i);
-      std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+      const std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
       if (log::state_of(c) != SlotState::Free) continue;
-      const std::uint64_t gen = log::generation_of(c) + 1;
-      std::uint64_t joining = log::make_control(SlotState::Joining, gen, me.pid);
-      if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel))
-        continue;
-      atomic(s.stamp).store(log::make_stamp(me.start_time, gen), std::memory_order_relaxed);
+      const std::optional<std::uint64_t> taken = log::take_slot(s.control, s.stamp, c, me);
+      if (!taken) continue;
+      std::uint64_t joining = *taken;
       atomic(s.position).store(t0, std::memory_order_relaxed);
       const std::uint64_t mine = log::with_state(joining, SlotState::Active);
       // Reapers take only a dead holder's slot: this fails only on damage.

@@ -155,6 +155,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "shm/file.hpp"
 #include "shm/process.hpp"
@@ -265,6 +266,21 @@ struct SlotHolder {
 inline SlotHolder read_holder(std::uint64_t& control, std::uint64_t& stamp) {
   const std::uint64_t c = std::atomic_ref<std::uint64_t>(control).load(std::memory_order_acquire);
   return {c, holder_of(c, std::atomic_ref<std::uint64_t>(stamp).load(std::memory_order_relaxed))};
+}
+// Takes a slot whose control word was `seen` (a joiner: Free; a reaper: a
+// dead holder's): one CAS to Joining in the next generation, naming `me`,
+// then the stamp with our start time for that generation. Returns the
+// Joining word, or nothing when the slot changed since `seen`.
+inline std::optional<std::uint64_t> take_slot(std::uint64_t& control, std::uint64_t& stamp,
+                                              std::uint64_t seen, const shm::ProcessId& me) {
+  const std::uint64_t gen = generation_of(seen) + 1;
+  const std::uint64_t joining = make_control(SlotState::Joining, gen, me.pid);
+  if (!std::atomic_ref<std::uint64_t>(control).compare_exchange_strong(seen, joining,
+                                                                       std::memory_order_acq_rel))
+    return std::nullopt;
+  std::atomic_ref<std::uint64_t>(stamp).store(make_stamp(me.start_time, gen),
+                                              std::memory_order_relaxed);
+  return joining;
 }
 
 // A producer's registration and its open claim.

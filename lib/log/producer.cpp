@@ -60,18 +60,17 @@ struct Producer::Impl {
     const std::uint32_t slots = ring.exclusive() ? 1 : ring.max_producers();
     for (std::uint32_t i = 0; i < slots; ++i) {
       log::ProducerSlot& s = ring.producer_slot(i);
-      std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-      const std::uint64_t gen = log::generation_of(c) + 1;
+      const std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
       if (log::state_of(c) != SlotState::Free) {
         if (log::state_of(c) == SlotState::Joining) result = Join::Passing;
         continue;
       }
-      std::uint64_t joining = log::make_control(SlotState::Joining, gen, me.pid);
-      if (!atomic(s.control).compare_exchange_strong(c, joining, std::memory_order_acq_rel)) {
+      const std::optional<std::uint64_t> taken = log::take_slot(s.control, s.stamp, c, me);
+      if (!taken) {
         result = Join::Passing;
         continue;
       }
-      atomic(s.stamp).store(log::make_stamp(me.start_time, gen), std::memory_order_relaxed);
+      std::uint64_t joining = *taken;
       atomic(s.claim_bytes).store(0, std::memory_order_relaxed);
       atomic(s.claim_floor).store(log::kNoClaimFloor, std::memory_order_relaxed);
       // An exclusive ring's reaper pads [claim_position, tail): no claim yet.

@@ -351,12 +351,9 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     // Joining (a joiner or a reaper that died): other reapers leave it to us
     // until it is Free (if we die, the next one redoes the walk: the record
     // is intact), and one that stalled before this CAS fails it.
-    const shm::ProcessId me = shm::self();
-    const std::uint64_t gen = generation_of(c) + 1;
-    const std::uint64_t reaping = make_control(SlotState::Joining, gen, me.pid);
-    if (!atomic(s.control).compare_exchange_strong(c, reaping, std::memory_order_acq_rel))
-      continue;  // somebody else took it meanwhile
-    atomic(s.stamp).store(make_stamp(me.start_time, gen), std::memory_order_relaxed);
+    const std::optional<std::uint64_t> taken = take_slot(s.control, s.stamp, c, shm::self());
+    if (!taken) continue;  // somebody else took it meanwhile
+    const std::uint64_t reaping = *taken;
     // Pad what the dead producer left uncommitted in its exact claim record;
     // a part it committed already (a frame or a boundary PAD) is skipped.
     // Redoing this after a reaper died half-way is harmless for that reason.
