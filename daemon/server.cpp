@@ -741,23 +741,31 @@ control::Message Server::delete_unknown_topic(const Client& c, const control::Me
 }
 
 // Marks the registry entry Deleting, removes the files, frees the entry: a
-// daemon that dies in between leaves an entry its successor finishes.
+// daemon that dies in between leaves an entry its successor finishes. The
+// topic leaves the table and the registry only once its files are all gone:
+// a delete that fails half-way (a file that cannot be removed) leaves the
+// topic where it was, Deleting in the registry, so that a retried delete
+// (or the next daemon) finishes it.
 Outcome Server::delete_topic(const std::string& name) {
-  if (auto q = quarantined_.find(name); q != quarantined_.end()) {
+  const auto q = quarantined_.find(name);
+  if (q != quarantined_.end()) {
     const control::TopicRecord& r = q->second.record;
     if (auto ok = record_topic(name, r.options, r.numa_node, r.acl, control::EntryState::Deleting);
         !ok)
       return ok.error();
-    quarantined_.erase(q);
   } else {
-    Topic& t = *topics_.at(name);
+    const Topic& t = *topics_.at(name);
     if (auto ok = record_topic(name, t.options, t.numa_node, t.acl, control::EntryState::Deleting);
         !ok)
       return ok.error();
-    topics_.erase(name);
   }
   if (auto ok = log::remove_topic_files(dir_, name); !ok && ok.error().code != ENOENT)
-    return ok.error();
+    return Error{ok.error().code, "topic " + name + " is half deleted (" + ok.error().message +
+                                      "); deleting it again finishes it"};
+  if (q != quarantined_.end())
+    quarantined_.erase(q);
+  else
+    topics_.erase(name);
   registry_->erase(name);
   return Done{};
 }

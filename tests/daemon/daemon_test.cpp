@@ -30,6 +30,7 @@
 #include "../multiprocess/message_check.hpp"
 #include "control/client.hpp"
 #include "control/protocol.hpp"
+#include "control/registry.hpp"
 #include "log/layout.hpp"
 #include "log/ring.hpp"
 #include "log/topic_files.hpp"
@@ -1544,6 +1545,90 @@ TEST_F(Daemon, DeleteRemovesFilesOfATopicTheDaemonDoesNotServe) {
   r = c.call(named(MsgType::DeleteTopic, "../" + bus_ + "/registry"));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->message.code, ErrorCode::Invalid) << r->message.text;
+}
+
+// The state of registry entry `name` in the file itself (RegistryEntry:
+// state at 0, name_bytes at 4, name at 8), or -1 when no entry has that name
+// (Free entries count as none).
+int registry_state(const std::string& registry, const std::string& name) {
+  const std::string bytes = slurp(registry);
+  for (std::size_t at = 256; at + 1536 <= bytes.size(); at += 1536) {
+    std::uint32_t state = 0;
+    std::uint16_t len = 0;
+    std::memcpy(&state, bytes.data() + at, sizeof state);
+    std::memcpy(&len, bytes.data() + at + 4, sizeof len);
+    if (state != 0 && bytes.compare(at + 8, len, name) == 0 && len == name.size())
+      return static_cast<int>(state);
+  }
+  return -1;
+}
+
+std::vector<std::string> files_of(const std::string& dir, const std::string& topic) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(topic + ".", 0) == 0) found.push_back(n);
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// A partition whose files are already gone stops no delete: the partitions
+// after it go too.
+TEST_F(Daemon, DeleteRemovesEveryPartitionPastAMissingOne) {
+  start();
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("gappy", 3))->message.type, MsgType::Ok);
+  const std::string bus_dir = root_ + "/" + bus_;
+  ASSERT_TRUE(std::filesystem::remove(bus_dir + "/gappy.1.log"));
+  ASSERT_TRUE(std::filesystem::remove(bus_dir + "/gappy.1.cur"));
+  auto r = c.call(named(MsgType::DeleteTopic, "gappy"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+  EXPECT_EQ(files_of(bus_dir, "gappy"), std::vector<std::string>{});
+  EXPECT_EQ(registry_state(bus_dir + "/registry", "gappy"), -1);
+}
+
+// A delete that fails half-way (here a partition's cursor file replaced by a
+// directory, which unlink refuses even to root) removes what it can, keeps
+// the topic and its registry entry (Deleting), and says so; deleted again
+// once the obstacle is gone, the topic goes entirely and a restarted daemon
+// finds nothing half-done.
+TEST_F(Daemon, FailedDeleteCanBeRetriedAndLeavesNothingStuck) {
+  start();
+  Connection c = connect();
+  ASSERT_EQ(c.call(create_request("half", 3))->message.type, MsgType::Ok);
+  const std::string bus_dir = root_ + "/" + bus_;
+  const std::string registry = bus_dir + "/registry";
+  ASSERT_EQ(registry_state(registry, "half"), static_cast<int>(EntryState::Live));
+  const std::string blocker = bus_dir + "/half.1.cur";
+  ASSERT_TRUE(std::filesystem::remove(blocker));
+  ASSERT_TRUE(std::filesystem::create_directory(blocker));
+  ASSERT_TRUE(std::filesystem::create_directory(blocker + "/inside"));
+
+  auto r = c.call(named(MsgType::DeleteTopic, "half"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Error);
+  EXPECT_NE(r->message.text.find("half deleted"), std::string::npos) << r->message.text;
+  EXPECT_EQ(files_of(bus_dir, "half"), std::vector<std::string>{"half.1.cur"})
+      << "everything else is removed";
+  EXPECT_EQ(registry_state(registry, "half"), static_cast<int>(EntryState::Deleting));
+
+  std::filesystem::remove_all(blocker);
+  r = c.call(named(MsgType::DeleteTopic, "half"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+  EXPECT_EQ(files_of(bus_dir, "half"), std::vector<std::string>{});
+  EXPECT_EQ(registry_state(registry, "half"), -1);
+  Message list;
+  list.type = MsgType::ListTopics;
+  EXPECT_EQ(c.call(list)->message.names, std::vector<std::string>{});
+  stop();
+  start();
+  EXPECT_EQ(slurp(dir_ + "/daemon.log").find("half-done"), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  EXPECT_EQ(connect().call(create_request("half", 3))->message.type, MsgType::Ok)
+      << "made again";
 }
 
 // A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
