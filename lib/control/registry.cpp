@@ -35,6 +35,8 @@ auto acl_lists(AclT& a) {
 }
 static_assert(std::tuple_size_v<decltype(acl_lists(std::declval<Acl&>()))> == kAclLists);
 
+}  // namespace
+
 RegistryEntry encode_entry(const TopicRecord& r) {
   RegistryEntry e{};
   e.state = static_cast<std::uint32_t>(r.state);
@@ -62,9 +64,6 @@ RegistryEntry encode_entry(const TopicRecord& r) {
   return e;
 }
 
-// Validates what a reader needs to use an entry safely: lengths within their
-// arrays, names that are names, enumerations with known values. The daemon
-// checks the options' ranges on top (daemon/config.hpp check_topic).
 Result<TopicRecord> decode_entry(const RegistryEntry& e) {
   auto bad = [](std::string what) { return Error{EPROTO, std::move(what)}; };
   if (e.state > static_cast<std::uint32_t>(EntryState::Deleting))
@@ -113,8 +112,6 @@ Result<TopicRecord> decode_entry(const RegistryEntry& e) {
   }
   return r;
 }
-
-}  // namespace
 
 std::string registry_path(const std::string& bus_directory) {
   return bus_directory + "/registry";

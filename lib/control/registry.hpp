@@ -146,6 +146,14 @@ struct TopicRecord {
 
 std::string registry_path(const std::string& bus_directory);
 
+// The stored form of a record, and back. decode_entry validates what a reader
+// needs to use an entry safely (lengths within their arrays, names that are
+// names, enumerations with known values); the daemon checks the options'
+// ranges on top (daemon/config.hpp check_topic). Pure functions: exposed for
+// the fuzzer (tests/fuzz/registry_fuzz.cpp).
+RegistryEntry encode_entry(const TopicRecord& record);
+Result<TopicRecord> decode_entry(const RegistryEntry& entry);
+
 class Registry {
  public:
   // A client's view: maps the file read-only and checks its header.
