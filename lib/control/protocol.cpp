@@ -346,9 +346,10 @@ Decoded decode(std::span<const std::byte> bytes, bool truncated, bool hello_done
     case MsgType::Stats:
       break;
     case MsgType::Ok:
-      if (length != 0) {
+      if (length != 0) {  // the reply to Hello; encode() writes it for a pid that is not 0
         m.pid = r.get<std::uint32_t>();
         m.name = r.str(kMaxName, "bus name");
+        if (!r.failed() && m.pid == 0) r.fail(ErrorCode::Invalid, "daemon pid 0");
       }
       break;
     case MsgType::Error:
