@@ -324,6 +324,12 @@ void Server::on_supervision_timer() {
     stats_.revoked_claims += a.revoked;
     stats_.evicted_consumers += a.evicted;
   }
+  if (now - last_reap_ >= Supervisor::kReapPeriod) {
+    last_reap_ = now;
+    std::set<std::string> all;
+    for (const auto& [name, t] : topics_) all.insert(name);
+    reap(all);
+  }
 }
 
 void Server::accept_clients() {

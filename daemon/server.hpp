@@ -135,6 +135,10 @@ class Server {
   Outcome start_supervision();
   void arm_supervision();  // after the set of topics changed
   void on_supervision_timer();
+  // When the timer last reaped every topic: a dead client's slots must not
+  // wait for an event (a pidfd seen before /proc agreed, a producer that
+  // died waiting for room and could not be padded then).
+  std::chrono::steady_clock::time_point last_reap_{};
 
   Config config_;
   std::string socket_path_;

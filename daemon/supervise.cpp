@@ -37,10 +37,9 @@ std::chrono::nanoseconds Supervisor::period(const std::vector<const TopicOptions
     for (std::uint32_t ms : {o->hung_producer_timeout_ms,
                              o->policy == Policy::Block ? o->slow_consumer_timeout_ms : 0u})
       if (ms != 0 && (shortest == 0 || ms < shortest)) shortest = ms;
-  if (shortest == 0) return std::chrono::nanoseconds{0};
+  if (shortest == 0) return kReapPeriod;
   return std::clamp<std::chrono::nanoseconds>(std::chrono::milliseconds(shortest) / 32,
-                                              std::chrono::milliseconds(1),
-                                              std::chrono::milliseconds(100));
+                                              std::chrono::milliseconds(1), kReapPeriod);
 }
 
 Supervisor::Actions Supervisor::scan(const std::string& topic, const TopicOptions& o,

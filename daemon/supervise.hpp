@@ -43,7 +43,9 @@ class Supervisor {
   // Drops what was seen of a deleted topic.
   void forget(const std::string& topic) { seen_.erase(topic); }
   // The scan period for topics with these options: a 32nd of the
-  // shortest timeout, clamped to 1..100 ms; zero when no timeout is set.
+  // shortest timeout, clamped to 1..kReapPeriod; kReapPeriod when no timeout
+  // is set, since the same timer reaps dead clients' slots (Server).
+  static constexpr std::chrono::milliseconds kReapPeriod{100};
   static std::chrono::nanoseconds period(const std::vector<const TopicOptions*>& topics);
 
  private:

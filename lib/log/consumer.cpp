@@ -2,7 +2,9 @@
 #include "shmbus/consumer.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -134,6 +136,29 @@ struct Consumer::Impl {
     return Status::Ok;
   }
 
+  // A reader stuck at an unsettled frame waits kAbandonCheck before it asks
+  // whether the claim there was abandoned (Ring::abandoned_until reads
+  // /proc), and again each kAbandonCheck while it stays stuck there: a live
+  // producer settles its frame in nanoseconds, unless it is descheduled.
+  static constexpr std::chrono::milliseconds kAbandonCheck{1};
+  std::uint64_t stuck_position = ~std::uint64_t{0};
+  std::chrono::steady_clock::time_point stuck_since{};
+  // Whether the reader has been stuck at p for kAbandonCheck. `counted`: the
+  // caller polls (spins) here, so look at the clock on every
+  // kStuckCheckEvery-th call only (the inline poll counts the same way).
+  bool stuck_long_enough(std::uint64_t p, bool counted) noexcept {
+    if (counted && state.idle_polls++ % detail::kStuckCheckEvery != 0) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (p != stuck_position) {
+      stuck_position = p;
+      stuck_since = now;
+      return false;
+    }
+    if (now - stuck_since < kAbandonCheck) return false;
+    stuck_since = now;
+    return true;
+  }
+
   // The common case runs in shmbus/detail/poll_in_place.hpp (inlined into
   // Consumer::poll's callers; here for poll_wait), the rest here.
   PollResult poll(Handler handler, std::uint32_t max) {
@@ -165,8 +190,23 @@ struct Consumer::Impl {
           break;
         }
         // Not ready here. Only a reader that can be lapped looks at the tail.
-        if (copying(p) && overrun(p)) r.status = lagged(p);
-        break;
+        if (copying(p) && overrun(p)) {
+          r.status = lagged(p);
+          break;
+        }
+        if (!stuck_long_enough(p, true)) break;
+        const std::optional<std::uint64_t> next = ring.abandoned_until(p);
+        if (!next) break;
+        in_place = in_place || !copying(p);  // read in place: trusted only if not evicted
+        if (copying(p)) {
+          std::atomic_thread_fence(std::memory_order_acquire);  // the walk's loads before the tail
+          if (overrun(p)) {
+            r.status = lagged(p);
+            break;
+          }
+        }
+        position = *next;
+        continue;
       }
       FrameHeader h;
       std::memcpy(&h, f, sizeof h);
@@ -245,6 +285,16 @@ struct Consumer::Impl {
     for (;;) {
       PollResult r = poll(handler, max);
       if (r.status != Status::Empty || max == 0) return r;
+      // A sleeper is woken by commits only, which a hole at our position
+      // never gets: look at it here too.
+      if (stuck_long_enough(position, false)) {
+        if (const std::optional<std::uint64_t> next = ring.abandoned_until(position)) {
+          std::atomic_thread_fence(std::memory_order_acquire);  // the walk's loads before the tail
+          // Lapped meanwhile: poll() says Lagged. Evicted: poll() says so.
+          if (!(copying(position) && overrun(position))) position = *next;
+          continue;
+        }
+      }
       if (options.wait == WaitStrategy::Futex && backoff.spun_out()) {
         sleep_until_commit(deadline);
       } else {
@@ -274,6 +324,10 @@ struct Consumer::Impl {
     const std::uint32_t seq = atomic(h->wake_seq).load(std::memory_order_seq_cst);
     auto left = deadline - std::chrono::steady_clock::now();
     if (!fenced) left = std::min<std::chrono::nanoseconds>(left, kUnfencedSleep);
+    // Something is claimed at our position but not settled: perhaps by a
+    // producer that died; wake to look (poll_wait) rather than sleep on.
+    if (ring.tail().load(std::memory_order_relaxed) > position)
+      left = std::min<std::chrono::nanoseconds>(left, kAbandonCheck);
     // Seq_cst loads after the seq_cst count: each pairs with a waker that
     // bumps wake_seq after the change looked for, a commit (Ring::publish)
     // or an eviction (Ring::evict).

@@ -300,6 +300,55 @@ bool holder_dead(std::uint64_t c, std::uint64_t& stamp) {
 }
 }  // namespace
 
+std::optional<std::uint64_t> Ring::abandoned_until(std::uint64_t p) const noexcept {
+  if (p % alignment_ != 0) return std::nullopt;
+  auto word_at = [&](std::uint64_t q) {
+    return atomic(frame_at(q)->commit).load(std::memory_order_acquire);
+  };
+  if (settled(word_at(p), p)) return std::nullopt;
+  // Whoever claimed p made the claim with a fetch_add (or, exclusive, a
+  // store) that this load sees; the seq_cst fence then orders the slot loads
+  // after it (the argument in layout.hpp, "Abandoned claims").
+  const std::uint64_t t = tail().load(std::memory_order_seq_cst);
+  if (t <= p) return std::nullopt;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  auto holder_alive = [](ProducerSlot& s) {
+    const std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
+    return state_of(c) != SlotState::Free && !holder_dead(c, s.stamp);
+  };
+  std::uint64_t bound = t;  // no live claim starts below it, but at p
+  if (exclusive_) {
+    // Only slot 0 ever claims; everything before its last claim is settled.
+    if (holder_alive(producer_slot(0))) return std::nullopt;
+  } else {
+    for (std::uint32_t i = 0; i < max_producers_; ++i) {
+      ProducerSlot& s = producer_slot(i);
+      const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_seq_cst);
+      if (floor == kNoClaimFloor || !holder_alive(s)) continue;
+      const std::uint64_t f = floor & ~std::uint64_t{1};
+      if (f <= p) return std::nullopt;  // a live claim may cover p
+      bound = std::min(bound, f);
+    }
+  }
+  // A claim that ended meanwhile settled p before its floor went (release).
+  const std::uint64_t w = word_at(p);
+  if (settled(w, p)) return std::nullopt;
+  if (w == pending_word(p)) {
+    // Handed out by a dead producer: its length was written before pending.
+    const std::uint64_t n =
+        frame_bytes(atomic(frame_at(p)->length).load(std::memory_order_relaxed));
+    return n <= segment_left(p) ? std::optional<std::uint64_t>(p + n) : std::nullopt;
+  }
+  // Go on at the next frame that was started in this lap (its commit word
+  // carries its position), else at the segment end or the bound.
+  const std::uint64_t end = std::min(bound, p + segment_left(p));
+  for (std::uint64_t q = p + alignment_; q < end; q += alignment_) {
+    const std::uint64_t x = word_at(q);
+    if (x == commit_word(q) || x == skip_word(q) || x == pending_word(q)) return q;
+  }
+  return end;
+}
+
 std::uint32_t Ring::reap_dead_consumers(std::uint64_t below) const noexcept {
   std::uint32_t freed = 0;
   for (std::uint32_t i = 0; i < max_consumers_; ++i) {

@@ -170,6 +170,14 @@ class Ring {
   // fence of the join protocol first.
   std::uint64_t gate(std::uint64_t tail_seen, const ProducerSlot* self,
                      bool cursors) const noexcept;
+  // A reader stuck at p, a frame boundary whose commit word is not settled,
+  // asks whether the claim there is abandoned (layout.hpp, "Abandoned
+  // claims"): the position to go on from, past what no live process will
+  // ever settle, or nullopt when a live producer (or a reaper) may still
+  // settle p, or nothing was claimed there yet. Reads only; reads /proc for
+  // the holders of the producer slots it must judge, so callers ask it
+  // rarely (after a reader has been stuck a while).
+  std::optional<std::uint64_t> abandoned_until(std::uint64_t p) const noexcept;
   // Frees cursor slots below `below` whose owner process is dead. Returns how many.
   std::uint32_t reap_dead_consumers(std::uint64_t below) const noexcept;
   // Pads over the open claims of dead producers and frees their slots.

@@ -49,7 +49,12 @@ struct PollState {
   std::uint64_t position = 0;   // next frame to read
   std::uint64_t published = 0;  // last value stored in *position_word
   std::uint64_t safe_from = 0;  // frames below it may be overwritten under us: copied
+  // Polls that found the frame at `position` not ready: every
+  // kStuckCheckEvery-th one goes on in the library, which tells a claim
+  // abandoned by a dead producer from one still being written.
+  std::uint32_t idle_polls = 0;
 };
+inline constexpr std::uint32_t kStuckCheckEvery = 1024;
 
 // Where poll's common case stopped, for the library to go on from.
 struct PollProgress {
@@ -127,7 +132,8 @@ inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Res
       ++at.result.count;
     }
   }
-  if (!not_ready && at.result.count < max && at.result.status == Status::Empty) return rest(at);
+  const bool look_closer = !not_ready || ++s.idle_polls % kStuckCheckEvery == 0;
+  if (look_closer && at.result.count < max && at.result.status == Status::Empty) return rest(at);
   return finish_poll(s, at);
 }
 
