@@ -2,8 +2,14 @@
 //
 //   shmbus-test-worker produce BUS TOPIC PRODUCER_ID COUNT MAX_BODY
 //   shmbus-test-worker consume BUS TOPIC PRODUCERS COUNT_EACH TIMEOUT_S
+//   shmbus-test-worker acked BUS TOPIC PRODUCER_ID MAX_BODY ACK_FILE PACE_NS
 //   shmbus-test-worker end BUS TOPIC
 //   shmbus-test-worker ping|echo BUS ROUND_TRIPS
+//
+// `acked` publishes until it is killed, and after each offer that returned
+// Ok stores how many did in the u64 at the start of ACK_FILE (mapped shared),
+// so that a test that kills it knows which messages it was promised; it
+// spins PACE_NS between messages (0: none).
 //
 // `end`, run after every producer has exited, publishes the end marker that
 // tells consumers to stop: on `overwrite`, a producer's last messages may be
@@ -23,7 +29,12 @@
 // a gap in a sender's sequence is allowed only across a Lagged result, and is
 // counted as lost. Exit 0 when everything checks; otherwise it prints what
 // went wrong and exits 1. Setup errors exit 2.
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 
 #include <chrono>
 #include <cstdio>
@@ -78,6 +89,43 @@ int produce(const char* bus, const char* topic, std::uint32_t id, std::uint64_t 
     }
   }
   return 0;
+}
+
+int produce_acked(const char* bus, const char* topic, std::uint32_t id, std::uint32_t max_body,
+                  const char* ack_file, std::uint64_t pace_ns) {
+  const int fd = ::open(ack_file, O_RDWR);
+  void* map = fd < 0 ? MAP_FAILED
+                     : ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+                              fd, 0);
+  if (map == MAP_FAILED) {
+    std::fprintf(stderr, "acked %u: cannot map %s: %s\n", id, ack_file, std::strerror(errno));
+    return 2;
+  }
+  std::atomic_ref<std::uint64_t> acked(*static_cast<std::uint64_t*>(map));
+  auto p = Producer::open(bus, topic);
+  if (!p) {
+    std::fprintf(stderr, "acked %u: %s\n", id, p.error().message.c_str());
+    return 2;
+  }
+  std::vector<std::byte> msg;
+  for (std::uint64_t seq = 0;; ++seq) {
+    testing::make_message(id, seq, max_body, msg);
+    for (;;) {
+      Status s = p->offer(msg);
+      if (s == Status::Ok) break;
+      if (s != Status::Full) {
+        std::fprintf(stderr, "acked %u: offer: %s\n", id, to_string(s));
+        return 1;
+      }
+      ::sched_yield();
+    }
+    acked.store(seq + 1, std::memory_order_release);
+    if (pace_ns != 0) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(pace_ns);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+  }
 }
 
 int consume(const char* bus, const char* topic, std::uint32_t producers, std::uint64_t count,
@@ -218,13 +266,18 @@ int main(int argc, char** argv) {
     return consume(argv[2], argv[3], static_cast<std::uint32_t>(std::stoul(argv[4])),
                    std::stoull(argv[5]), std::stoi(argv[6]));
   if (mode == "end" && argc == 4) return publish_end(argv[2], argv[3]);
+  if (mode == "acked" && argc == 8)
+    return produce_acked(argv[2], argv[3], static_cast<std::uint32_t>(std::stoul(argv[4])),
+                         static_cast<std::uint32_t>(std::stoul(argv[5])), argv[6],
+                         std::stoull(argv[7]));
   if ((mode == "ping" || mode == "echo") && argc == 4)
     return round_trips(argv[2], mode == "ping", std::stoull(argv[3]));
   std::fprintf(stderr,
                "usage: %s produce BUS TOPIC PRODUCER_ID COUNT MAX_BODY\n"
                "       %s consume BUS TOPIC PRODUCERS COUNT_EACH TIMEOUT_S\n"
+               "       %s acked BUS TOPIC PRODUCER_ID MAX_BODY ACK_FILE PACE_NS\n"
                "       %s end BUS TOPIC\n"
                "       %s ping|echo BUS ROUND_TRIPS\n",
-               argv[0], argv[0], argv[0], argv[0]);
+               argv[0], argv[0], argv[0], argv[0], argv[0]);
   return 2;
 }
