@@ -130,9 +130,41 @@
 // room. It revokes nothing there and logs the producer's pid once; other
 // producers stop a ring past its floor until it continues or dies (then
 // the reapers pad its exact record; a death before the exact record leaves
-// a hole that only the lower bound announces, and the floor is cleared
-// with the slot). Library code runs there for nanoseconds, so only SIGSTOP
-// or a debugger hits it.
+// a hole that only the lower bound announces: readers go past it, below).
+// Library code runs there for nanoseconds, so only SIGSTOP or a debugger
+// hits it.
+//
+// Abandoned claims (Ring::abandoned_until). A producer may die anywhere: after
+// its fetch_add but before its exact record (no reaper knows the claim), or
+// waiting for room with a claim a ring ahead (no reaper may pad it yet). So
+// readers do not wait for a reaper: a reader stuck at p, a frame boundary
+// whose commit word is not settled, with tail > p, proves the claim there
+// abandoned and goes past it, reading only (consumers map the log read-only):
+//   1 T = tail.load(seq_cst) > p: the claim covering p was made by a
+//     fetch_add that T's load follows; its maker Q announced claim_floor
+//     <= its position (seq_cst) before that fetch_add;
+//   2 fence(seq_cst), then each slot's floor (seq_cst) and holder: we see
+//     Q's floor (<= p), or a later one: 0 or a floor of a later claim, both
+//     stored after Q settled everything it claimed (release);
+//   3 a live holder (reapers are holders too) with floor <= p: wait; a dead
+//     holder's floor is ignored; live floors > p bound what follows (a live
+//     claim starts at or above its floor; one announced after step 2 starts
+//     at or above T, by 1 and the fetch_add's coherence);
+//   4 reload commit(p): settled now means Q finished (step 2's release): read
+//     it. Else nobody alive will write p: pending(p) (a dead producer's
+//     handed-out frame, length final) is skipped by its length; anything else
+//     is skipped up to the first position q < min(bound, segment end) whose
+//     commit word names q (ready, skip or pending: a frame of this lap), else
+//     to that minimum, a frame boundary (segment ends, floors and tails are).
+// Exclusive rings have no floors: only slot 0 claims, and everything before
+// its last claim is settled, so a dead or absent holder is the proof.
+// The reader waits 1 ms at p before it asks (a live producer settles in
+// nanoseconds unless descheduled, and the proof reads /proc), every 1 ms
+// after. A `block` reader's cursor <= p keeps [p, ..) from being reused while
+// it looks; a copying reader validates against the tail afterwards, as for
+// any read. What a reaper pads or revokes later in that range is consistent
+// with the skip (pads and skipped frames carry nothing), and frames tile the
+// positions, so every reader arrives at the same boundary.
 //
 // Slow consumer (`block`). An ACTIVE cursor whose position stays the same for
 // the topic's slow_consumer_timeout while it holds producers back (less than
@@ -293,7 +325,7 @@ inline std::optional<std::uint64_t> take_slot(std::uint64_t& control, std::uint6
 //   claim_position, claim_bytes   (a reaper, after the owner died) the exact
 //                 claim, stored after the fetch_add; claim_bytes 0 = none.
 // A producer that dies between its fetch_add and the exact record leaves a
-// hole no reaper knows of (see "The hole before pending" above).
+// hole no reaper knows of; readers go past it ("Abandoned claims" above).
 //
 // An exclusive ring (one producer, no fetch_add) needs less: only its owner
 // moves the tail, and it stores claim_position before the tail (release;
