@@ -175,9 +175,8 @@ void run_tail(const Context& ctx, const TailOptions& o) {
         if (last_position < end && std::chrono::steady_clock::now() - last_progress >= kStuck)
           fail(kFailed, where + ": nothing is committed at position " +
                             std::to_string(last_position) + " although the tail is past it: " +
-                            "it is not the start of a message (use a position that tail " +
-                            "printed), or a producer died while writing it (a blocked " +
-                            "producer pads it over)");
+                            "a live producer is still writing it (stopped, or in a "
+                            "debugger?); readers go past what a dead producer left");
         break;
       case Status::Lagged: {
         const LostRange lost = consumer.lost();

@@ -339,6 +339,46 @@ struct Consumer::Impl {
     atomic(h->waiters).fetch_sub(1, std::memory_order_release);
   }
 
+  // Whether q starts a frame: walk the frames from q's segment start (every
+  // segment starts with one) to q, then check that producers did not
+  // overwrite the walked bytes meanwhile (they advance the tail first).
+  // The tail `t` read after publishing q is a boundary without a walk.
+  Outcome check_boundary(std::uint64_t q, std::uint64_t t_seen) const {
+    if (q == t_seen) return Done{};
+    const std::uint64_t segment = q & ~(ring.segment_bytes() - 1);
+    auto refuse = [&](int code, const std::string& why) {
+      return Error{code, "seek to " + std::to_string(q) + " on " + ring.name() + ": " + why};
+    };
+    std::uint64_t x = segment, last = segment;  // last: where the frame ending at x starts
+    while (x < q) {
+      last = x;
+      const FrameHeader* f = ring.frame_at(x);
+      const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
+      if (ring.settled(word, x) || word == ring.pending_word(x)) {
+        const std::uint32_t length =
+            atomic(const_cast<FrameHeader*>(f)->length).load(std::memory_order_relaxed);
+        if (length > ring.segment_left(x) - sizeof(FrameHeader))
+          return refuse(EPROTO, "the frame at " + std::to_string(x) + " is damaged");
+        x += ring.frame_bytes(length);
+      } else if (const std::optional<std::uint64_t> next = ring.abandoned_until(x)) {
+        x = *next;
+      } else {
+        return refuse(EAGAIN, "the frame at " + std::to_string(x) +
+                                  " before it is still being written; try again");
+      }
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);  // the walk's loads before the tail
+    const std::uint64_t t = ring.tail().load(std::memory_order_acquire);
+    if (t > segment + ring.capacity())
+      return refuse(ERANGE, "overwritten while it was checked; the ring now holds [" +
+                                std::to_string(ring.oldest_intact(t)) + ", " + std::to_string(t) +
+                                ")");
+    if (x != q)
+      return refuse(EINVAL, "not a frame boundary: the frame at " + std::to_string(last) +
+                                " spans it (it ends at " + std::to_string(x) + ")");
+    return Done{};
+  }
+
   Outcome seek(std::uint64_t q) {
     if (q % ring.alignment() != 0)
       return Error{EINVAL, "seek to " + std::to_string(q) + " on " + ring.name() +
@@ -363,6 +403,10 @@ struct Consumer::Impl {
     if (q < ring.oldest_intact(t)) {
       atomic(slot->position).store(published, std::memory_order_release);
       return outside(t);
+    }
+    if (auto ok = check_boundary(q, t); !ok) {
+      atomic(slot->position).store(published, std::memory_order_release);
+      return ok.error();
     }
     position = published = q;
     if (t > safe_from) safe_from = t;

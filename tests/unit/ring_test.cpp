@@ -462,3 +462,49 @@ TEST_F(TopicRemoveTest, HalfCreatedTopicIsRemovable) {
 
 }  // namespace
 }  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+// seek() accepts frame boundaries only: it walks the frames from the
+// segment start; a position inside a frame is refused with an error that
+// names the frame, never left to a consumer that would wait there forever.
+TEST_F(RingTest, SeekRefusesAPositionInsideAFrame) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  auto c = Consumer::open(bus, "t");
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && p);
+  std::vector<std::uint64_t> starts;
+  for (int i = 0; i < 60; ++i) {  // 100-byte frames: 128 B each (64 B alignment), across segment ends
+    starts.push_back(Topic::describe(bus, "t")->partitions[0].tail);
+    ASSERT_EQ(p->offer(bytes(std::string(100, static_cast<char>('a' + i % 26)))), Status::Ok);
+  }
+  drain(*c);
+  const std::uint64_t inside = starts[40] + 64;  // aligned, but inside frame 40
+  auto bad = c->seek(inside);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, EINVAL);
+  EXPECT_NE(bad.error().message.find("not a frame boundary"), std::string::npos)
+      << bad.error().message;
+  EXPECT_NE(bad.error().message.find(std::to_string(starts[40])), std::string::npos)
+      << bad.error().message;
+  // The cursor stayed where it was: the next message comes as before.
+  ASSERT_EQ(p->offer(bytes("next")), Status::Ok);
+  EXPECT_EQ(drain(*c), std::vector<std::string>{"next"});
+  // Real boundaries are accepted, inside a segment and at its start.
+  ASSERT_TRUE(c->seek(starts[41])) << "a frame start";
+  auto got = drain(*c);
+  ASSERT_EQ(got.size(), 60u - 41u + 1u);
+  EXPECT_EQ(got[0], std::string(100, static_cast<char>('a' + 41 % 26)));
+  ASSERT_TRUE(c->seek(4096 * 1)) << "a segment start";
+  // Opening at a position goes through the same check.
+  ConsumerOptions o;
+  o.start = ConsumerOptions::Start::Position;
+  o.position = inside;
+  auto d = Consumer::open(bus, "t", o);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("not a frame boundary"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shmbus
