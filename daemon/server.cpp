@@ -194,6 +194,8 @@ Outcome Server::start() {
   if (auto ok = log::check_name("bus", config_.bus); !ok) return ok.error();
   dir_ = shm::bus_directory(config_.bus);
   if (auto ok = shm::make_directory(dir_); !ok) return ok.error();
+  for (const std::string& path : shm::sweep_abandoned_creations(dir_))
+    logf("warning", "removed " + path + ", left by a creator that died before naming it");
   if (auto ok = adopt_registry(); !ok) return ok.error();
   for (const auto& t : config_.topics) {
     // Adopted from the registry too: the configuration's ACL wins, its

@@ -1,10 +1,12 @@
 #include "shm/file.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -127,6 +129,7 @@ Result<Mapping> create_file_raw(const std::string& path, FileKind kind, std::siz
     return Error{EINVAL, path + ": size " + std::to_string(bytes) + " is too small"};
   if (auto made = make_directory(parent_of(path)); !made) return made.error();
 
+  (void)sweep_abandoned_creations(parent_of(path));  // a dead creator's, perhaps of this very name
   std::string tmp = path + ".creating." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return sys_error(errno, "cannot create " + tmp);
@@ -205,6 +208,46 @@ Result<Mapping> open_fd(int fd, const std::string& path, FileKind kind, const Ma
     return Error{EPROTO, path + " is damaged: header says " + std::to_string(h.file_bytes) +
                              " bytes, the file has " + std::to_string(size)};
   return std::move(mapped).value();
+}
+
+std::vector<std::string> sweep_abandoned_creations(const std::string& dir) {
+  std::vector<std::string> removed;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return removed;
+  constexpr std::string_view kTag = ".creating.";
+  std::vector<std::pair<std::string, std::uint32_t>> candidates;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view n = e->d_name;
+    const std::size_t at = n.rfind(kTag);
+    if (at == std::string_view::npos || at == 0) continue;
+    const std::string_view digits = n.substr(at + kTag.size());
+    if (digits.empty() || digits.size() > 10) continue;
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    const std::uint64_t pid = std::strtoull(std::string(digits).c_str(), nullptr, 10);
+    if (pid == 0 || pid > INT32_MAX) continue;
+    candidates.emplace_back(std::string(n), static_cast<std::uint32_t>(pid));
+  }
+  ::closedir(d);
+  for (const auto& [name, pid] : candidates) {
+    const std::string path = dir + "/" + name;
+    // The creator's identity: the pid in the name, its start time from the
+    // header if the creator got as far as writing it (zeros before that).
+    ProcessId creator{pid, 0};
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;  // gone already, or not ours to judge
+    FileHeader h{};
+    if (::pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) && h.magic == kMagic &&
+        h.creator_pid == pid)
+      creator.start_time = h.creator_start;
+    ::close(fd);
+    if (pid == self().pid && (creator.start_time == 0 || creator.start_time == self().start_time))
+      continue;  // perhaps another thread of ours, creating right now
+    if (creator.start_time == 0) creator.start_time = start_time_of(static_cast<pid_t>(pid));
+    if (alive(creator)) continue;
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+  }
+  return removed;
 }
 
 Outcome remove_file(const std::string& path) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shmbus/status.hpp"
 
@@ -114,6 +115,14 @@ Result<Mapping> open_file(const std::string& path, FileKind kind, const MapOptio
 Result<Mapping> open_fd(int fd, const std::string& name, FileKind kind, const MapOptions& map);
 
 Outcome remove_file(const std::string& path);
+
+// Removes the `<file>.creating.<pid>` temporaries in `dir` whose creator died
+// before link()ing them into place (create_file's own cleanup never ran). The
+// creator is the pid in the name, and its start time in the header when the
+// header was written; a temporary whose creator lives, or may live (/proc
+// hides it), stays, as do the calling process's own. Returns the paths removed.
+// Called by the daemon at start and by create_file before it creates.
+std::vector<std::string> sweep_abandoned_creations(const std::string& dir);
 
 // Non-template core of create_file.
 Result<Mapping> create_file_raw(const std::string& path, FileKind kind, std::size_t bytes,

@@ -1631,6 +1631,32 @@ TEST_F(Daemon, FailedDeleteCanBeRetriedAndLeavesNothingStuck) {
       << "made again";
 }
 
+// A creator killed between creating its `<file>.creating.<pid>` and link()ing
+// it leaves the temporary (up to a whole topic's size) behind: a starting
+// daemon removes it, and leaves a live creator's alone.
+TEST_F(Daemon, StartRemovesTemporariesOfDeadCreatorsOnly) {
+  const std::string bus_dir = root_ + "/" + bus_;
+  std::filesystem::create_directories(bus_dir);
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_EQ(wait_exit(dead), 0);
+  const pid_t live = ::fork();
+  if (live == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const std::string abandoned = bus_dir + "/t.0.log.creating." + std::to_string(dead);
+  const std::string in_progress = bus_dir + "/t.0.cur.creating." + std::to_string(live);
+  for (const std::string& p : {abandoned, in_progress}) std::ofstream(p) << "x";
+  start();
+  EXPECT_FALSE(std::filesystem::exists(abandoned));
+  EXPECT_TRUE(std::filesystem::exists(in_progress));
+  EXPECT_NE(slurp(dir_ + "/daemon.log").find("removed " + abandoned), std::string::npos)
+      << slurp(dir_ + "/daemon.log");
+  ::kill(live, SIGKILL);
+  wait_exit(live);
+}
+
 // A stopped daemon (SIGSTOP) hangs none of its clients: Consumer::open,
 // Producer::open and Topic::create give up after the timeout with an error
 // that names the socket; continued, the daemon serves them again.
