@@ -53,7 +53,12 @@ class PropertyView {
     return c;
   }
   bool empty() const { return size() == 0; }
-  iterator begin() const { return {bytes_.data() + 2, size()}; }
+  // Empty properties begin at end(): their span may be null (a message
+  // without properties), and null + 2 is undefined.
+  iterator begin() const {
+    const std::uint16_t n = size();
+    return n == 0 ? end() : iterator{bytes_.data() + 2, n};
+  }
   iterator end() const { return {nullptr, 0}; }
   std::optional<std::string_view> find(std::string_view name) const {
     for (Property p : *this)

@@ -508,3 +508,30 @@ TEST_F(RingTest, SeekRefusesAPositionInsideAFrame) {
 
 }  // namespace
 }  // namespace shmbus
+
+// Empty properties (a message without any, a default view, a block too short
+// to hold a count) iterate as nothing. begin() used to offset the view's
+// pointer by 2 even when it was null: undefined behaviour, which the
+// UBSan build (-fno-sanitize-recover) stops at.
+namespace shmbus {
+namespace {
+TEST(PropertyViewTest, EmptyPropertiesIterateAsNothing) {
+  const std::byte one[1] = {std::byte{0}};
+  const std::byte zero_count[2] = {std::byte{0}, std::byte{0}};
+  for (const PropertyView& v :
+       {PropertyView{}, PropertyView{std::span<const std::byte>{}},
+        PropertyView{std::span<const std::byte>(one, 1)},
+        PropertyView{std::span<const std::byte>(zero_count, 2)}}) {
+    EXPECT_TRUE(v.empty());
+    EXPECT_TRUE(v.begin() == v.end());
+    int seen = 0;
+    for (Property p : v) {
+      (void)p;
+      ++seen;
+    }
+    EXPECT_EQ(seen, 0);
+    EXPECT_EQ(v.find("anything"), std::nullopt);
+  }
+}
+}  // namespace
+}  // namespace shmbus
