@@ -67,7 +67,7 @@ class Rings {
       rings_.erase(it), it = rings_.end();
     if (it == rings_.end()) {
       if (!exists) return nullptr;
-      auto r = log::Ring::open(bus_dir(ctx), topic, p, false, false);
+      auto r = log::Ring::open_observer(bus_dir(ctx), topic, p);
       if (!r) return nullptr;
       it = rings_.emplace(std::pair{topic, p}, Mapped{std::move(r).value(), now.st_ino}).first;
     }

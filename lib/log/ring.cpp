@@ -145,6 +145,18 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
   return adopt(std::move(log).value(), std::move(cur).value(), rpath, cpath, topic, partition);
 }
 
+Result<Ring> Ring::open_observer(const std::string& dir, std::string_view topic,
+                                std::uint32_t partition) {
+  if (auto ok = check_name("topic", topic); !ok) return ok.error();
+  const std::string rpath = ring_path(dir, topic, partition);
+  auto log = shm::open_file(rpath, shm::FileKind::Ring, {.writable = false, .prefault = false});
+  if (!log) return log.error();
+  const std::string cpath = cursor_path(dir, topic, partition);
+  auto cur = shm::open_file(cpath, shm::FileKind::Cursors, {.writable = false, .prefault = false});
+  if (!cur) return cur.error();
+  return adopt(std::move(log).value(), std::move(cur).value(), rpath, cpath, topic, partition);
+}
+
 Result<Ring> Ring::open_fds(int ring_fd, int cursor_fd, std::string_view topic,
                             std::uint32_t partition, bool writable_log, bool prefault) {
   const std::string rpath = "ring of " + std::string(topic) + "." + std::to_string(partition);

@@ -45,6 +45,11 @@ class Ring {
   // Maps one partition. The log is read-only unless `writable_log` (producers).
   static Result<Ring> open(const std::string& dir, std::string_view topic, std::uint32_t partition,
                            bool writable_log, bool prefault);
+  // Maps one partition for an observer (describe, stat): the log and the
+  // cursor slots both read-only, so that it needs only read permission and
+  // can write nothing. Only the const readers of the Ring may be used on it.
+  static Result<Ring> open_observer(const std::string& dir, std::string_view topic,
+                                    std::uint32_t partition);
   // The same from descriptors the daemon handed over (not closed here).
   static Result<Ring> open_fds(int ring_fd, int cursor_fd, std::string_view topic,
                                std::uint32_t partition, bool writable_log, bool prefault);

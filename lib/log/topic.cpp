@@ -142,7 +142,7 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
   TopicInfo info;
   info.name = std::string(topic);
   for (std::uint32_t p = 0, n = 1; p < n; ++p) {
-    auto ring = log::Ring::open(dir, topic, p, false, false);
+    auto ring = log::Ring::open_observer(dir, topic, p);
     if (!ring) return ring.error();
     const log::Ring& r = *ring;
     if (p == 0) {

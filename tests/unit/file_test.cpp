@@ -2,6 +2,7 @@
 #include "shm/file.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -14,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "log/topic_files.hpp"
 #include "shm/process.hpp"
+#include "shmbus/topic.hpp"
 
 namespace shmbus::shm {
 namespace {
@@ -121,6 +124,43 @@ TEST_F(CreatingSweep, CreateFileSweepsADeadCreatorsTemporary) {
   EXPECT_FALSE(exists(left));
   EXPECT_TRUE(exists("t.0.log"));
   EXPECT_FALSE(exists("t.0.log.creating." + std::to_string(self().pid)));
+}
+
+// Describing a topic (shmbus describe, stat) maps its cursor file read-only:
+// a uid that may only read the files (mode 0644, another owner) describes
+// it. Before, the cursor file was opened read-write and this was EACCES.
+// Needs root, to become that other uid in a forked child.
+TEST(Observer, DescribeNeedsOnlyReadPermission) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to another uid";
+  char tmpl[] = "/dev/shm/shmbus-observer-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  ::setenv("SHMBUS_SHM_ROOT", root.c_str(), 1);
+  const std::string dir = bus_directory("obs");
+  TopicOptions o;
+  o.partitions = 2;
+  o.segment_bytes = 4096;
+  o.segment_count = 4;
+  ASSERT_TRUE(log::create_topic_files(dir, "t", o));
+  ::chmod(root.c_str(), 0755);
+  ::chmod(dir.c_str(), 0755);
+  for (const auto& e : std::filesystem::directory_iterator(dir)) ::chmod(e.path().c_str(), 0644);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const gid_t none[1] = {65534};
+    if (::setgroups(1, none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0)
+      ::_exit(2);
+    auto info = Topic::describe("obs", "t");
+    if (!info) std::fprintf(stderr, "describe as uid 65534: %s\n", info.error().message.c_str());
+    ::_exit(info && info->partitions.size() == 2 ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ::unsetenv("SHMBUS_SHM_ROOT");
+  std::filesystem::remove_all(root);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: could not drop to uid 65534";
 }
 
 }  // namespace
