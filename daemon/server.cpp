@@ -42,15 +42,22 @@ std::string errno_text(const char* what) {
   return std::string(what) + ": " + std::strerror(errno);
 }
 
-std::vector<gid_t> groups_of(pid_t pid, gid_t gid) {
+// The peer's groups as the kernel recorded them when it connected
+// (SO_PEERGROUPS, like SO_PEERCRED): not /proc/<pid>/status read later, which
+// shows the groups the process has by then (it may have changed them, or
+// exited and had its pid reused). A kernel without SO_PEERGROUPS (before
+// 4.13) grants by the primary gid alone.
+std::vector<gid_t> peer_groups(int sock, gid_t gid) {
   std::vector<gid_t> out{gid};
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("Groups:", 0) != 0) continue;
-    std::istringstream s(line.substr(7));
-    unsigned long g;
-    while (s >> g) out.push_back(static_cast<gid_t>(g));
+  std::vector<gid_t> groups(64);
+  for (int tries = 0; tries < 4; ++tries) {
+    socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+      out.insert(out.end(), groups.begin(), groups.begin() + len / sizeof(gid_t));
+      break;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(len / sizeof(gid_t) + 1);
   }
   return out;
 }
@@ -355,7 +362,7 @@ void Server::accept_clients() {
     c.start_time = shm::start_time_of(cred.pid);
     c.uid = cred.uid;
     c.gid = cred.gid;
-    c.groups = groups_of(cred.pid, cred.gid);
+    c.groups = peer_groups(s, cred.gid);
     c.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, cred.pid, 0));
     epoll_event ev{};
     ev.events = EPOLLIN;

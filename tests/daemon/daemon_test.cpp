@@ -665,6 +665,66 @@ TEST_F(Daemon, UidWithoutRightsIsRefused) {
   EXPECT_EQ(probe_as(65533, 65533, socket_, ring, MsgType::AttachProducer), 1 | 4);
 }
 
+// The ACL sees the groups a client had when it connected (the socket's
+// credentials), not the ones /proc shows when the daemon gets round to it:
+// a client that joins the granted group only after connect() is refused, one
+// that had it at connect() is granted. The daemon is stopped while the client
+// connects and changes its groups, so that it accepts afterwards.
+TEST_F(Daemon, AclUsesTheGroupsOfTheConnectionNotOfProc) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to switch to another uid";
+  start();
+  if (!nobody_can_reach(socket_))
+    GTEST_SKIP() << "uid 65534 cannot reach " << socket_ << " (a directory on the way is closed)";
+  constexpr gid_t kGranted = 65530;
+  {
+    Connection c = connect();
+    auto req = create_request("secret");
+    req.acl.consumer_groups = {kGranted};
+    ASSERT_EQ(c.call(req)->message.type, MsgType::Ok);
+  }
+  // Exit code: 1 Denied, 2 Attached, >= 100 a step of the child failed.
+  auto attach_as_nobody = [&](bool group_at_connect) {
+    int ready[2];
+    EXPECT_EQ(::pipe(ready), 0);
+    EXPECT_EQ(::kill(pid_, SIGSTOP), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      const gid_t before[1] = {group_at_connect ? kGranted : gid_t{65534}};
+      const gid_t after[1] = {kGranted};
+      if (::setgroups(1, before) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+          ::setresuid(65534, 65534, 0) != 0)  // saved uid 0: may become root again
+        ::_exit(100);
+      auto c = Connection::connect(socket_, "");  // no Hello: the daemon is stopped
+      if (!c) ::_exit(101);
+      if (::setresuid(-1, 0, -1) != 0 || ::setgroups(1, after) != 0 ||
+          ::setresuid(65534, 65534, 65534) != 0)
+        ::_exit(102);
+      (void)!::write(ready[1], "x", 1);
+      Message hello;
+      hello.type = MsgType::Hello;
+      hello.name = "late-group";
+      if (auto h = c->call(hello); !h || h->message.type == MsgType::Error) ::_exit(105);
+      Message m;
+      m.type = MsgType::AttachConsumer;
+      m.name = "secret";
+      auto r = c->call(m);
+      if (!r) ::_exit(103);
+      if (r->message.type == MsgType::Error && r->message.code == ErrorCode::Denied) ::_exit(1);
+      ::_exit(r->message.type == MsgType::Attached ? 2 : 104);
+    }
+    char x;
+    ::close(ready[1]);
+    const bool got = ::read(ready[0], &x, 1) == 1;
+    ::close(ready[0]);
+    ::kill(pid_, SIGCONT);
+    const int code = wait_exit(child);
+    EXPECT_TRUE(got) << "child exit " << code;
+    return code;
+  };
+  EXPECT_EQ(attach_as_nobody(false), 1) << "joined the group after connecting";
+  EXPECT_EQ(attach_as_nobody(true), 2) << "in the group when it connected";
+}
+
 // kill -9 of a producer stopped inside a claim: the daemon pads over the
 // claim and the consumer moves on. Measures kill -> next message received.
 TEST_F(Daemon, KilledProducerInsideClaimIsPaddedByTheDaemon) {
