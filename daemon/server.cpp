@@ -627,6 +627,10 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
     case MsgType::DescribeTopic: {
       Topic* t = find(req.name);
       if (t == nullptr) return error(ErrorCode::NotFound, "no topic " + req.name);
+      // Described to those who may map it, as a producer or a consumer.
+      if (!granted(c, *t, control::Role::Consumer) && !granted(c, *t, control::Role::Producer))
+        return error(ErrorCode::Denied,
+                     "uid " + std::to_string(c.uid) + " may not attach to " + req.name);
       reply.type = MsgType::Described;
       reply.options = t->options;
       reply.numa_node = t->numa_node;
@@ -653,6 +657,9 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
       reply.type = MsgType::Listed;
       std::size_t bytes = control::kHeaderBytes + 4;
       for (const auto& [name, t] : topics_) {
+        // Only the topics the peer may attach to, as DescribeTopic.
+        if (!granted(c, *t, control::Role::Consumer) && !granted(c, *t, control::Role::Producer))
+          continue;
         bytes += 2 + name.size();
         if (bytes > control::kMaxReply) break;  // the rest does not fit one reply
         reply.names.push_back(name);

@@ -725,6 +725,52 @@ TEST_F(Daemon, AclUsesTheGroupsOfTheConnectionNotOfProc) {
   EXPECT_EQ(attach_as_nobody(true), 2) << "in the group when it connected";
 }
 
+// DescribeTopic and ListTopics apply the topic's ACL: a uid that may not
+// attach to a topic is not told about it (Denied; left out of the list),
+// and sees the topics it may attach to.
+TEST_F(Daemon, DescribeAndListShowOnlyWhatThePeerMayAttachTo) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to switch to another uid";
+  start();
+  if (!nobody_can_reach(socket_))
+    GTEST_SKIP() << "uid 65534 cannot reach " << socket_ << " (a directory on the way is closed)";
+  {
+    Connection c = connect();
+    auto secret = create_request("secret");
+    secret.acl.consumer_users = {65533};
+    ASSERT_EQ(c.call(secret)->message.type, MsgType::Ok);
+    auto open = create_request("open");
+    open.acl.consumer_users = {65534};
+    ASSERT_EQ(c.call(open)->message.type, MsgType::Ok);
+    Message list;
+    list.type = MsgType::ListTopics;
+    EXPECT_EQ(c.call(list)->message.names, (std::vector<std::string>{"open", "secret"}))
+        << "root sees everything";
+  }
+  // Exit code bits: 1 secret described, 2 secret Denied, 4 open described,
+  // 8 the list is exactly {open}; >= 100 a step failed.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
+    auto c = Connection::connect(socket_, "nobody");
+    if (!c) ::_exit(101);
+    int code = 0;
+    auto r = c->call(named(MsgType::DescribeTopic, "secret"));
+    if (!r) ::_exit(102);
+    if (r->message.type == MsgType::Described) code |= 1;
+    if (r->message.type == MsgType::Error && r->message.code == ErrorCode::Denied) code |= 2;
+    r = c->call(named(MsgType::DescribeTopic, "open"));
+    if (!r) ::_exit(103);
+    if (r->message.type == MsgType::Described) code |= 4;
+    Message list;
+    list.type = MsgType::ListTopics;
+    r = c->call(list);
+    if (!r) ::_exit(104);
+    if (r->message.names == std::vector<std::string>{"open"}) code |= 8;
+    ::_exit(code);
+  }
+  EXPECT_EQ(wait_exit(child), 2 | 4 | 8);
+}
+
 // kill -9 of a producer stopped inside a claim: the daemon pads over the
 // claim and the consumer moves on. Measures kill -> next message received.
 TEST_F(Daemon, KilledProducerInsideClaimIsPaddedByTheDaemon) {
