@@ -72,6 +72,7 @@ struct TailOptions {
   bool follow = false;
   std::string format = "text";  // text | hex | json
   std::uint64_t count = 0;      // 0: no limit
+  bool gating = false;          // take a cursor slot that holds producers back (block)
 };
 void run_tail(const Context& ctx, const TailOptions& o);
 

@@ -252,6 +252,10 @@ void add_tail(CLI::App& app, Context& ctx) {
                 "after it. Default: beginning, or end with --follow")
       ->check(from_check());
   t->add_flag("-f,--follow", o->follow, "Keep waiting for new messages (until Ctrl-C)");
+  t->add_flag("--gating", o->gating,
+              "Read as a gating consumer: hold producers of a block topic back until tail has "
+              "read (default: an observer that never holds them back and reports what it "
+              "missed when they lap it, even if paused with Ctrl-Z)");
   t->add_option("--format", o->format, "text, hex (a hexdump of each payload) or json")
       ->check(CLI::IsMember({"text", "hex", "json"}))
       ->capture_default_str();

@@ -96,6 +96,7 @@ void run_tail(const Context& ctx, const TailOptions& o) {
   co.partition = o.partition;
   co.wait = WaitStrategy::Futex;  // a tool: sleep, do not burn a core
   co.prefault = false;
+  co.gating = o.gating;
   std::optional<std::int64_t> since;  // skip messages stamped before this
   const std::string from = o.from.empty() ? (o.follow ? "end" : "beginning") : o.from;
   if (from == "beginning") {
@@ -182,7 +183,7 @@ void run_tail(const Context& ctx, const TailOptions& o) {
         const LostRange lost = consumer.lost();
         std::fprintf(stderr,
                      "shmbus: %s: positions [%llu, %llu) were overwritten before tail read "
-                     "them (overwrite policy); continuing at %llu\n",
+                     "them; continuing at %llu\n",
                      where.c_str(), static_cast<unsigned long long>(lost.from),
                      static_cast<unsigned long long>(lost.to),
                      static_cast<unsigned long long>(lost.to));

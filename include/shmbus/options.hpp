@@ -94,6 +94,11 @@ struct ConsumerOptions {
   std::uint64_t position = 0;  // with Start::Position: a frame boundary still in the ring
   WaitStrategy wait = WaitStrategy::SpinYield;
   bool prefault = true;
+  // false: an observer (monitors, `shmbus tail`). It takes no cursor slot,
+  // so it never holds producers back, on `block` topics too: it copies every
+  // frame out and validates it against the tail, as `overwrite` readers do,
+  // and gets Lagged with the lost range when producers lap it. Never Evicted.
+  bool gating = true;
 };
 
 }  // namespace shmbus

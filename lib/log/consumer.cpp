@@ -45,6 +45,10 @@ struct Consumer::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
   LostRange lost{};
+  // An observer's (ConsumerOptions::gating = false) stand-ins for a slot's words.
+  std::uint64_t observer_control = 0;
+  std::uint64_t observer_position = 0;
+  bool observer() const noexcept { return slot == nullptr; }
   std::vector<std::byte> copy;  // one segment: the largest frame body
 
   ~Impl() { leave(); }
@@ -253,6 +257,8 @@ struct Consumer::Impl {
   }
 
   Outcome rejoin() {
+    if (observer())
+      return Error{EINVAL, "rejoin on " + ring.name() + ": an observer is never evicted"};
     if (atomic(slot->control).load(std::memory_order_relaxed) == slot_control)
       return Error{EINVAL, "rejoin on " + ring.name() + ": this consumer was not evicted"};
     leave();
@@ -315,8 +321,9 @@ struct Consumer::Impl {
   void sleep_until_commit(std::chrono::steady_clock::time_point deadline) noexcept {
     log::CursorHeader* h = ring.cursor_header();
     atomic(h->waiters).fetch_add(1, std::memory_order_seq_cst);
-    // For a reaper, if we die asleep (layout.hpp, CursorSlot::asleep).
-    atomic(slot->asleep).store(asleep_mark(), std::memory_order_relaxed);
+    // For a reaper, if we die asleep (layout.hpp, CursorSlot::asleep). An
+    // observer that dies asleep leaves its count behind: extra wake-ups.
+    if (!observer()) atomic(slot->asleep).store(asleep_mark(), std::memory_order_relaxed);
     // Producers publish with a light fence; without the heavy one we may
     // sleep through a commit whose producer did not see us, so sleep in
     // slices short enough to notice it (shm/asymmetric_fence.hpp).
@@ -331,11 +338,12 @@ struct Consumer::Impl {
     // Seq_cst loads after the seq_cst count: each pairs with a waker that
     // bumps wake_seq after the change looked for, a commit (Ring::publish)
     // or an eviction (Ring::evict).
-    const bool still_ours = atomic(slot->control).load(std::memory_order_seq_cst) == slot_control;
+    const bool still_ours =
+        observer() || atomic(slot->control).load(std::memory_order_seq_cst) == slot_control;
     if (!ready(position) && !(copying(position) && overrun(position)) && still_ours &&
         left.count() > 0)
       shm::futex_wait(&h->wake_seq, seq, left);
-    atomic(slot->asleep).store(0, std::memory_order_relaxed);
+    if (!observer()) atomic(slot->asleep).store(0, std::memory_order_relaxed);
     atomic(h->waiters).fetch_sub(1, std::memory_order_release);
   }
 
@@ -398,14 +406,16 @@ struct Consumer::Impl {
     if (const std::uint64_t t = ring.tail().load(std::memory_order_acquire); q > t)
       return outside(t);
     // Publish first, then read the tail: the join protocol of layout.hpp.
-    atomic(slot->position).store(q, std::memory_order_seq_cst);
+    // (An observer publishes to nobody: it copies whatever it reads.)
+    std::uint64_t& cursor = *state.position_word;
+    atomic(cursor).store(q, std::memory_order_seq_cst);
     const std::uint64_t t = ring.tail().load(std::memory_order_seq_cst);
     if (q < ring.oldest_intact(t)) {
-      atomic(slot->position).store(published, std::memory_order_release);
+      atomic(cursor).store(published, std::memory_order_release);
       return outside(t);
     }
     if (auto ok = check_boundary(q, t); !ok) {
-      atomic(slot->position).store(published, std::memory_order_release);
+      atomic(cursor).store(published, std::memory_order_release);
       return ok.error();
     }
     position = published = q;
@@ -430,14 +440,25 @@ Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
   s.salt = r.salt();
   s.segment_bytes = r.segment_bytes();
   s.alignment = r.alignment();
-  s.block = r.policy() == Policy::Block;
+  s.block = r.policy() == Policy::Block && options.gating;
 
-  // Join: take a free slot, make it Active (seq_cst), then read the tail as T_join.
   const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
   if (t0 % r.alignment() != 0) return impl->damaged_tail(t0);
-  if (!impl->join_or_reap(t0)) return impl->no_slot();
-  const std::uint64_t t_join = r.tail().load(std::memory_order_seq_cst);
-  impl->safe_from = t_join;
+  std::uint64_t t_join = 0;
+  if (options.gating) {
+    // Join: take a free slot, make it Active (seq_cst), then read the tail as T_join.
+    if (!impl->join_or_reap(t0)) return impl->no_slot();
+    t_join = r.tail().load(std::memory_order_seq_cst);
+    impl->safe_from = t_join;
+  } else {
+    // An observer: its "slot" is process-local, so nobody gates on it or
+    // evicts it, and every frame is below safe_from: copied and validated.
+    s.control_word = &impl->observer_control;
+    s.position_word = &impl->observer_position;
+    impl->slot_control = impl->observer_control;
+    t_join = t0;
+    impl->safe_from = ~std::uint64_t{0};
+  }
   impl->published = t0;
   switch (options.start) {
     case ConsumerOptions::Start::Latest:

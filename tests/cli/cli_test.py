@@ -434,7 +434,7 @@ def test_tail_from_time(env):
 def test_tail_follow_until_count(env):
     run(env, "topic", "create", "t", "--segment-bytes", "4096")
     run(env, "publish", "t", "old")
-    bg = Background(env, "tail", "t", "--follow", "--count", "2", "--format", "json")
+    bg = Background(env, "tail", "--gating", "t", "--follow", "--count", "2", "--format", "json")
     wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
     run(env, "publish", "t", "new1", "new2", "new3")
     stdout, stderr = bg.p.communicate(timeout=TIMEOUT)
@@ -450,7 +450,7 @@ def test_daemon_creates_supervises_and_deletes(env):
     if "SHMBUSD_LOG" not in env:
         pytest.skip("needs the daemon")
     run(env, "topic", "create", "t", "--segment-bytes", "4096")
-    bg = Background(env, "tail", "t", "--follow")
+    bg = Background(env, "tail", "--gating", "t", "--follow")
     wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
     bg.p.kill()
     bg.p.wait(timeout=TIMEOUT)
@@ -463,7 +463,7 @@ def test_daemon_creates_supervises_and_deletes(env):
 
 def test_tail_follow_stops_cleanly_on_sigint(env):
     run(env, "topic", "create", "t", "--segment-bytes", "4096")
-    bg = Background(env, "tail", "t", "-f")
+    bg = Background(env, "tail", "--gating", "t", "-f")
     wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
     run(env, "publish", "t", "x", "--key", "k")
     wait_for("tail to read", lambda: consumers(env, "t")[0]["lag"] == 0)
@@ -475,7 +475,7 @@ def test_tail_follow_stops_cleanly_on_sigint(env):
 
 def test_publish_fails_when_full_for_the_timeout(env):
     run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "2")
-    bg = Background(env, "tail", "t", "-f")
+    bg = Background(env, "tail", "--gating", "t", "-f")
     wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
     bg.p.send_signal(signal.SIGSTOP)  # a consumer that reads nothing
     pid = bg.p.pid
@@ -511,7 +511,7 @@ def test_stat_once(env):
     run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "4")
     run(env, "topic", "create", "u", "--partitions", "2", "--segment-bytes", "4096")
     run(env, "publish", "t", "a" * 100, "b" * 100)  # 2 frames of 128 bytes
-    bg = Background(env, "tail", "t", "-f")  # joins at the tail: 256
+    bg = Background(env, "tail", "--gating", "t", "-f")  # joins at the tail: 256
     wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
     run(env, "publish", "t", "c" * 100)
     wait_for("tail to read", lambda: consumers(env, "t")[0]["position"] == 384)
@@ -602,3 +602,34 @@ def test_doctor(env):
         assert c["verdict"] in ("ok", "info", "warn") and c["finding"]
         assert c["verdict"] == "ok" or c["advice"], c
     assert d["warnings"] == sum(c["verdict"] == "warn" for c in d["checks"])
+
+
+def test_paused_tail_does_not_stop_producers(env):
+    """`tail -f` is an observer by default: paused with Ctrl-Z (SIGSTOP) it
+    holds no producer of a block topic back, and says what it missed when it
+    goes on. `--gating` reads as a consumer that does hold them back."""
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "2")
+    lines = b"".join(b"m%05d\n" % i for i in range(1000))  # 64 B frames: ~8 rings
+    observer = Background(env, "tail", "t", "-f", "--from", "beginning")
+    time.sleep(0.3)
+    assert consumers(env, "t") == []
+    observer.p.send_signal(signal.SIGSTOP)
+    run(env, "publish", "t", input=lines)  # Full forever behind a gating cursor
+    observer.p.send_signal(signal.SIGCONT)
+    time.sleep(0.5)  # it reads on to the end
+    rc, stdout, stderr = observer.stop()
+    assert "were overwritten before tail read them" in stderr, stderr
+    assert 'payload="m00999"' in stdout, stdout[-500:]
+
+    gating = Background(env, "tail", "t", "-f", "--gating")
+    wait_for("the gating tail", lambda: len(consumers(env, "t")) == 1)
+    gating.p.send_signal(signal.SIGSTOP)
+    publisher = subprocess.Popen([TOOL, "publish", "t"], env=env, stdin=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+    publisher.stdin.write(lines)
+    publisher.stdin.close()
+    time.sleep(1)
+    assert publisher.poll() is None, "a paused gating tail holds a block topic's producers back"
+    gating.p.send_signal(signal.SIGCONT)
+    assert publisher.wait(timeout=TIMEOUT) == 0, publisher.stderr.read()
+    gating.stop()

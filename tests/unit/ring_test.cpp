@@ -535,3 +535,44 @@ TEST(PropertyViewTest, EmptyPropertiesIterateAsNothing) {
 }
 }  // namespace
 }  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+// An observer (gating = false) never holds a block topic's producers back:
+// they lap it, and it reports what it missed (Lagged), then reads on intact.
+TEST_F(RingTest, ObserverNeverHoldsBlockProducersBack) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  ConsumerOptions o;
+  o.gating = false;
+  o.start = ConsumerOptions::Start::Earliest;
+  auto observer = Consumer::open(bus, "t", o);
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(observer && p);
+  EXPECT_EQ(Topic::describe(bus, "t")->partitions[0].consumers, 0u) << "it takes no slot";
+  const std::string body(200, 'x');
+  for (int i = 0; i < 400; ++i)  // 400 x 256 B: over six rings' worth
+    ASSERT_EQ(p->offer(bytes(body + std::to_string(i))), Status::Ok) << "message " << i;
+  std::vector<std::string> got;
+  PollResult r = observer->poll([&](const Message& m) { got.emplace_back(text(m.payload)); }, 1000);
+  EXPECT_EQ(r.status, Status::Lagged);
+  EXPECT_EQ(observer->lost().from, 0u);
+  EXPECT_GT(observer->lost().to, 0u);
+  for (;;) {
+    r = observer->poll([&](const Message& m) { got.emplace_back(text(m.payload)); }, 1000);
+    if (r.status == Status::Empty) break;
+    ASSERT_EQ(r.status, Status::Ok);
+  }
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), body + "399") << "it read on to the newest message";
+  EXPECT_FALSE(observer->rejoin()) << "an observer is never evicted";
+  // A gating consumer still holds them back.
+  auto gating = Consumer::open(bus, "t");
+  ASSERT_TRUE(gating);
+  Status s = Status::Ok;
+  for (int i = 0; i < 400 && s == Status::Ok; ++i) s = p->offer(bytes(body));
+  EXPECT_EQ(s, Status::Full);
+}
+
+}  // namespace
+}  // namespace shmbus
