@@ -151,6 +151,9 @@ TEST(Observer, DescribeNeedsOnlyReadPermission) {
     if (::setgroups(1, none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
         ::setresuid(65534, 65534, 65534) != 0)
       ::_exit(2);
+    // A root that uid 65534 cannot traverse (a chroot in a 0700 directory,
+    // as a fresh test root is) denies every path: the test cannot run there.
+    if (::access(root.c_str(), X_OK) != 0) ::_exit(3);
     auto info = Topic::describe("obs", "t");
     if (!info) std::fprintf(stderr, "describe as uid 65534: %s\n", info.error().message.c_str());
     ::_exit(info && info->partitions.size() == 2 ? 0 : 1);
@@ -160,6 +163,7 @@ TEST(Observer, DescribeNeedsOnlyReadPermission) {
   ::unsetenv("SHMBUS_SHM_ROOT");
   std::filesystem::remove_all(root);
   ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "uid 65534 cannot reach " << root << " here";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "2: could not drop to uid 65534";
 }
 
