@@ -53,6 +53,13 @@ namespace {
 
 constexpr std::uint32_t kEndMarker = 0xffffffff;
 
+// Offers `msg` until it is taken: the first status other than Full.
+Status offer_until_taken(Producer& p, std::span<const std::byte> msg) {
+  Status s;
+  while ((s = p.offer(msg)) == Status::Full) ::sched_yield();
+  return s;
+}
+
 int publish_end(const char* bus, const char* topic) {
   auto p = Producer::open(bus, topic);
   if (!p) {
@@ -60,12 +67,7 @@ int publish_end(const char* bus, const char* topic) {
     return 2;
   }
   CheckHeader h{kEndMarker, 0, 0, testing::fnv1a({})};
-  for (;;) {
-    Status s = p->offer(std::as_bytes(std::span(&h, 1)));
-    if (s == Status::Ok) return 0;
-    if (s != Status::Full) return 1;
-    ::sched_yield();
-  }
+  return offer_until_taken(*p, std::as_bytes(std::span(&h, 1))) == Status::Ok ? 0 : 1;
 }
 
 int produce(const char* bus, const char* topic, std::uint32_t id, std::uint64_t count,
@@ -78,14 +80,9 @@ int produce(const char* bus, const char* topic, std::uint32_t id, std::uint64_t 
   std::vector<std::byte> msg;
   for (std::uint64_t seq = 0; seq < count; ++seq) {
     testing::make_message(id, seq, max_body, msg);
-    for (;;) {
-      Status s = p->offer(msg);
-      if (s == Status::Ok) break;
-      if (s != Status::Full) {
-        std::fprintf(stderr, "producer %u: offer: %s\n", id, to_string(s));
-        return 1;
-      }
-      ::sched_yield();
+    if (Status s = offer_until_taken(*p, msg); s != Status::Ok) {
+      std::fprintf(stderr, "producer %u: offer: %s\n", id, to_string(s));
+      return 1;
     }
   }
   return 0;
@@ -94,9 +91,9 @@ int produce(const char* bus, const char* topic, std::uint32_t id, std::uint64_t 
 int produce_acked(const char* bus, const char* topic, std::uint32_t id, std::uint32_t max_body,
                   const char* ack_file, std::uint64_t pace_ns) {
   const int fd = ::open(ack_file, O_RDWR);
-  void* map = fd < 0 ? MAP_FAILED
-                     : ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED,
-                              fd, 0);
+  void* map =
+      fd < 0 ? MAP_FAILED
+             : ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) {
     std::fprintf(stderr, "acked %u: cannot map %s: %s\n", id, ack_file, std::strerror(errno));
     return 2;
@@ -110,14 +107,9 @@ int produce_acked(const char* bus, const char* topic, std::uint32_t id, std::uin
   std::vector<std::byte> msg;
   for (std::uint64_t seq = 0;; ++seq) {
     testing::make_message(id, seq, max_body, msg);
-    for (;;) {
-      Status s = p->offer(msg);
-      if (s == Status::Ok) break;
-      if (s != Status::Full) {
-        std::fprintf(stderr, "acked %u: offer: %s\n", id, to_string(s));
-        return 1;
-      }
-      ::sched_yield();
+    if (Status s = offer_until_taken(*p, msg); s != Status::Ok) {
+      std::fprintf(stderr, "acked %u: offer: %s\n", id, to_string(s));
+      return 1;
     }
     acked.store(seq + 1, std::memory_order_release);
     if (pace_ns != 0) {
