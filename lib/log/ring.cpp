@@ -146,7 +146,7 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
 }
 
 Result<Ring> Ring::open_observer(const std::string& dir, std::string_view topic,
-                                std::uint32_t partition) {
+                                 std::uint32_t partition) {
   if (auto ok = check_name("topic", topic); !ok) return ok.error();
   const std::string rpath = ring_path(dir, topic, partition);
   auto log = shm::open_file(rpath, shm::FileKind::Ring, {.writable = false, .prefault = false});

@@ -41,7 +41,8 @@ Outcome remove_topic_files(const std::string& dir, std::string_view topic) {
   // partitions 0.. up to the first missing one; a file that cannot be
   // removed does not stop the others, and the first such error is returned.
   DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return Error{errno, "cannot read directory " + dir + ": " + std::strerror(errno)};
+  if (d == nullptr)
+    return Error{errno, "cannot read directory " + dir + ": " + std::strerror(errno)};
   std::vector<std::string> names;
   while (const dirent* e = ::readdir(d)) {
     const std::string_view n = e->d_name;

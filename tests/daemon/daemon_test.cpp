@@ -1733,8 +1733,7 @@ TEST_F(Daemon, FailedDeleteCanBeRetriedAndLeavesNothingStuck) {
   start();
   EXPECT_EQ(slurp(dir_ + "/daemon.log").find("half-done"), std::string::npos)
       << slurp(dir_ + "/daemon.log");
-  EXPECT_EQ(connect().call(create_request("half", 3))->message.type, MsgType::Ok)
-      << "made again";
+  EXPECT_EQ(connect().call(create_request("half", 3))->message.type, MsgType::Ok) << "made again";
 }
 
 // A creator killed between creating its `<file>.creating.<pid>` and link()ing

@@ -227,8 +227,8 @@ TEST_P(RandomKills, EveryOkMessageOnceAndNoHoleStallsAConsumer) {
       while (acks[j]->load() == 0) {
         ASSERT_EQ(ps[j].wait(0ms), -1) << "producer " << round * per_round + j << " exited";
         ASSERT_LT(std::chrono::steady_clock::now() - started, 30s)
-            << "producer " << round * per_round + j << " published nothing in 30 s (round "
-            << round << ")";
+            << "producer " << round * per_round + j << " published nothing in 30 s (round " << round
+            << ")";
         std::this_thread::sleep_for(50us);
       }
     }

@@ -34,8 +34,7 @@ pid_t dead_pid() {
 
 // A temporary as create_file leaves it: `header` says whether the creator
 // got as far as writing the FileHeader (with `start` as its start time).
-void leave_temporary(const std::string& path, bool header, std::uint32_t pid,
-                     std::uint64_t start) {
+void leave_temporary(const std::string& path, bool header, std::uint32_t pid, std::uint64_t start) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   ASSERT_GE(fd, 0) << path;
   ASSERT_EQ(::ftruncate(fd, 4096), 0);
@@ -94,8 +93,8 @@ TEST_F(CreatingSweep, RemovesOnlyTemporariesWhoseCreatorIsDead) {
   leave_temporary(dir_ + "/" + creating_hdr, true, live, start_time_of(live_));
   leave_temporary(dir_ + "/" + reused, true, live, start_time_of(live_) + 1);
   leave_temporary(dir_ + "/" + mine, false, 0, 0);
-  leave_temporary(dir_ + "/t.4.log", true, dead, 12345);          // a named file: never touched
-  leave_temporary(dir_ + "/t.4.log.creating.x", false, 0, 0);     // not a pid
+  leave_temporary(dir_ + "/t.4.log", true, dead, 12345);       // a named file: never touched
+  leave_temporary(dir_ + "/t.4.log.creating.x", false, 0, 0);  // not a pid
 
   std::vector<std::string> removed = sweep_abandoned_creations(dir_);
   std::sort(removed.begin(), removed.end());

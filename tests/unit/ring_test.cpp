@@ -475,7 +475,8 @@ TEST_F(RingTest, SeekRefusesAPositionInsideAFrame) {
   auto p = Producer::open(bus, "t");
   ASSERT_TRUE(c && p);
   std::vector<std::uint64_t> starts;
-  for (int i = 0; i < 60; ++i) {  // 100-byte frames: 128 B each (64 B alignment), across segment ends
+  for (int i = 0; i < 60;
+       ++i) {  // 100-byte frames: 128 B each (64 B alignment), across segment ends
     starts.push_back(Topic::describe(bus, "t")->partitions[0].tail);
     ASSERT_EQ(p->offer(bytes(std::string(100, static_cast<char>('a' + i % 26)))), Status::Ok);
   }
@@ -518,10 +519,9 @@ namespace {
 TEST(PropertyViewTest, EmptyPropertiesIterateAsNothing) {
   const std::byte one[1] = {std::byte{0}};
   const std::byte zero_count[2] = {std::byte{0}, std::byte{0}};
-  for (const PropertyView& v :
-       {PropertyView{}, PropertyView{std::span<const std::byte>{}},
-        PropertyView{std::span<const std::byte>(one, 1)},
-        PropertyView{std::span<const std::byte>(zero_count, 2)}}) {
+  for (const PropertyView& v : {PropertyView{}, PropertyView{std::span<const std::byte>{}},
+                                PropertyView{std::span<const std::byte>(one, 1)},
+                                PropertyView{std::span<const std::byte>(zero_count, 2)}}) {
     EXPECT_TRUE(v.empty());
     EXPECT_TRUE(v.begin() == v.end());
     int seen = 0;
