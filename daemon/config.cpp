@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "log/ring.hpp"
+#include "shm/name.hpp"
 
 namespace shmbus::daemon {
 namespace {
@@ -138,7 +139,7 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
   const auto* name = t.get("name");
   if (name == nullptr) r.fail(t.source(), prefix + "name", "missing (every topic needs a name)");
   c.name = r.string(*name, prefix + "name");
-  if (auto ok = log::check_name("topic", c.name); !ok)
+  if (auto ok = shm::check_name("topic", c.name); !ok)
     r.fail(name->source(), prefix + "name", ok.error().message);
   auto& o = c.options;
   if (auto n = t.get("partitions"))
@@ -244,7 +245,7 @@ Result<Config> load_config(const std::string& path) {
     r.only(root, "", {"bus", "socket", "data_dir", "max_topic_bytes", "topics"});
     if (auto n = root.get("bus")) {
       c.bus = r.string(*n, "bus");
-      if (auto ok = log::check_name("bus", c.bus); !ok)
+      if (auto ok = shm::check_name("bus", c.bus); !ok)
         r.fail(n->source(), "bus", ok.error().message);
     }
     if (auto n = root.get("socket")) c.socket = r.string(*n, "socket");

@@ -25,6 +25,7 @@
 #include "control/client.hpp"
 #include "log/topic_files.hpp"
 #include "shm/file.hpp"
+#include "shm/name.hpp"
 #include "shm/process.hpp"
 
 namespace shmbus::daemon {
@@ -198,7 +199,7 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
 }
 
 Outcome Server::start() {
-  if (auto ok = log::check_name("bus", config_.bus); !ok) return ok.error();
+  if (auto ok = shm::check_name("bus", config_.bus); !ok) return ok.error();
   dir_ = shm::bus_directory(config_.bus);
   if (auto ok = shm::make_directory(dir_); !ok) return ok.error();
   for (const std::string& path : shm::sweep_abandoned_creations(dir_))
@@ -559,7 +560,7 @@ bool Server::granted(const Client& c, const Topic& t, control::Role role) const 
 control::Message Server::create_topic(const Client& c, const control::Message& req) {
   using control::ErrorCode;
   const auto id = req.request_id;
-  if (auto ok = log::check_name("topic", req.name); !ok)
+  if (auto ok = shm::check_name("topic", req.name); !ok)
     return control::error_reply(id, ErrorCode::Invalid, ok.error().message);
   if (auto bad = check_topic(req.options, req.acl, config_.max_topic_bytes))
     return control::error_reply(id, ErrorCode::Invalid, *bad);
@@ -742,7 +743,7 @@ std::optional<control::Message> Server::refuse_quarantined(const control::Messag
 control::Message Server::delete_unknown_topic(const Client& c, const control::Message& req) {
   using control::ErrorCode;
   const auto id = req.request_id;
-  if (auto ok = log::check_name("topic", req.name); !ok)
+  if (auto ok = shm::check_name("topic", req.name); !ok)
     return control::error_reply(id, ErrorCode::Invalid, ok.error().message);
   const std::string first = log::ring_path(dir_, req.name, 0);
   struct stat st {};

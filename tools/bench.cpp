@@ -24,12 +24,12 @@
 
 #include "bus_root.hpp"
 #include "channel.hpp"
+#include "client/attach.hpp"
 #include "clock.hpp"
 #include "commands.hpp"
 #include "failure.hpp"
 #include "hgrm.hpp"
 #include "histogram.hpp"
-#include "log/attach.hpp"
 #include "processes.hpp"
 #include "shared_memory.hpp"
 #include "shmbus_channel.hpp"

@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "log/ring.hpp"
+#include "shm/name.hpp"
 #include "util.hpp"
 
 namespace {
@@ -80,7 +81,7 @@ CLI::Validator segment_size_check() {
 CLI::Validator name_check(const char* what) {
   return CLI::Validator(
       [what](std::string& s) {
-        auto ok = shmbus::log::check_name(what, s);
+        auto ok = shmbus::shm::check_name(what, s);
         return ok ? std::string() : ok.error().message;
       },
       "NAME");

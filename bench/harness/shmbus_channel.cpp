@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "client/attach.hpp"
 #include "clock.hpp"
 #include "failure.hpp"
-#include "log/attach.hpp"
 
 namespace shmbus::bench {
 BenchTopics::BenchTopics(std::string bus)

@@ -13,7 +13,7 @@
 #include <thread>
 #include <utility>
 
-#include "log/ring.hpp"
+#include "shm/name.hpp"
 #include "shm/process.hpp"
 
 namespace shmbus::control {
@@ -74,7 +74,7 @@ Result<TopicRecord> decode_entry(const RegistryEntry& e) {
   TopicRecord r;
   r.state = static_cast<EntryState>(e.state);
   r.name.assign(e.name, e.name_bytes);
-  if (auto ok = log::check_name("topic", r.name); !ok) return bad(ok.error().message);
+  if (auto ok = shm::check_name("topic", r.name); !ok) return bad(ok.error().message);
   if (e.partitions < 1 || e.partitions > 1024)
     return bad("topic " + r.name + ": partitions " + std::to_string(e.partitions) +
                " is not 1..1024");

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "shm/futex.hpp"
+#include "shm/name.hpp"
 #include "shm/placement.hpp"
 #include "shm/process.hpp"
 
@@ -62,17 +63,6 @@ std::string ring_path(const std::string& dir, std::string_view topic, std::uint3
 }
 std::string cursor_path(const std::string& dir, std::string_view topic, std::uint32_t partition) {
   return dir + "/" + std::string(topic) + "." + std::to_string(partition) + ".cur";
-}
-
-Outcome check_name(std::string_view what, std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 200 && name.front() != '.';
-  for (char c : name)
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '.' || c == '_' || c == '-');
-  if (!ok)
-    return bad(std::string(what) + " name '" + std::string(name) +
-               "' is invalid: use 1..200 of [A-Za-z0-9._-], not starting with '.'");
-  return Done{};
 }
 
 Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32_t partition,
@@ -133,7 +123,7 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
 
 Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uint32_t partition,
                         bool writable_log, bool prefault) {
-  if (auto ok = check_name("topic", topic); !ok) return ok.error();
+  if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
   const std::string rpath = ring_path(dir, topic, partition);
   auto log =
       shm::open_file(rpath, shm::FileKind::Ring, {.writable = writable_log, .prefault = prefault});
@@ -147,7 +137,7 @@ Result<Ring> Ring::open(const std::string& dir, std::string_view topic, std::uin
 
 Result<Ring> Ring::open_observer(const std::string& dir, std::string_view topic,
                                  std::uint32_t partition) {
-  if (auto ok = check_name("topic", topic); !ok) return ok.error();
+  if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
   const std::string rpath = ring_path(dir, topic, partition);
   auto log = shm::open_file(rpath, shm::FileKind::Ring, {.writable = false, .prefault = false});
   if (!log) return log.error();

@@ -34,8 +34,6 @@ inline std::atomic_ref<T> atomic(T& word) noexcept {
 // Bus-directory file names of a partition.
 std::string ring_path(const std::string& dir, std::string_view topic, std::uint32_t partition);
 std::string cursor_path(const std::string& dir, std::string_view topic, std::uint32_t partition);
-// Topic and bus names: 1..200 of [A-Za-z0-9._-], not starting with '.'.
-Outcome check_name(std::string_view what, std::string_view name);
 
 class Ring {
  public:

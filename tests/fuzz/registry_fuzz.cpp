@@ -23,6 +23,7 @@
 #include "control/registry.hpp"
 #include "fuzz_check.hpp"
 #include "log/ring.hpp"
+#include "shm/name.hpp"
 
 using namespace shmbus;
 using namespace shmbus::control;
@@ -31,7 +32,7 @@ namespace {
 
 void check_record(const TopicRecord& r) {
   FUZZ_CHECK(static_cast<std::uint32_t>(r.state) <= 3);
-  FUZZ_CHECK(log::check_name("topic", r.name));
+  FUZZ_CHECK(shm::check_name("topic", r.name));
   FUZZ_CHECK(r.options.partitions >= 1 && r.options.partitions <= 1024);
   FUZZ_CHECK(r.options.policy == Policy::Block || r.options.policy == Policy::Overwrite);
   FUZZ_CHECK(r.numa_node >= -1 && r.numa_node <= 4095);

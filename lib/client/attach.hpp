@@ -1,4 +1,4 @@
-// lib/log/attach.hpp — how a Producer or Consumer gets its partition.
+// lib/client/attach.hpp — how a Producer or Consumer gets its partition.
 //
 // When shmbusd runs for the bus (its socket exists: SHMBUS_SOCKET, or
 // control::default_socket_path(bus)), the client asks it: the daemon checks

@@ -7,7 +7,7 @@
 #include <thread>
 #include <utility>
 
-#include "log/attach.hpp"
+#include "client/attach.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
 #include "shm/asymmetric_fence.hpp"

@@ -1,80 +1,20 @@
 #include "shmbus/topic.hpp"
 
-#include <dirent.h>
 #include <sched.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <optional>
-#include <vector>
+#include <string>
+#include <utility>
 
-#include "log/attach.hpp"
+#include "client/attach.hpp"
 #include "log/ring.hpp"
 #include "log/topic_files.hpp"
 #include "shm/file.hpp"
+#include "shm/name.hpp"
 #include "shm/placement.hpp"
 
 namespace shmbus {
-
-namespace log {
-
-Outcome create_topic_files(const std::string& dir, std::string_view topic,
-                           const TopicOptions& options) {
-  for (std::uint32_t p = 0; p < options.partitions; ++p) {
-    if (auto made = Ring::create(dir, topic, p, options); !made) {
-      for (std::uint32_t q = 0; q < p; ++q) {  // all partitions or none
-        (void)shm::remove_file(ring_path(dir, topic, q));
-        (void)shm::remove_file(cursor_path(dir, topic, q));
-      }
-      return made.error();
-    }
-  }
-  return Done{};
-}
-
-Outcome remove_topic_files(const std::string& dir, std::string_view topic) {
-  // By name, without opening anything: a topic whose creator died between
-  // its files, or whose files are damaged or partly gone, must still be
-  // removable. Every `<topic>.<p>.log` and `.cur` in the directory goes, not
-  // partitions 0.. up to the first missing one; a file that cannot be
-  // removed does not stop the others, and the first such error is returned.
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr)
-    return Error{errno, "cannot read directory " + dir + ": " + std::strerror(errno)};
-  std::vector<std::string> names;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string_view n = e->d_name;
-    if (n.size() <= topic.size() + 1 || n.substr(0, topic.size()) != topic ||
-        n[topic.size()] != '.')
-      continue;
-    const std::string_view rest = n.substr(topic.size() + 1);  // "<p>.log" or "<p>.cur"
-    const std::size_t dot = rest.find('.');
-    if (dot == 0 || dot == std::string_view::npos || dot > 4) continue;
-    const std::string_view digits = rest.substr(0, dot), suffix = rest.substr(dot);
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      continue;
-    if (suffix == ".log" || suffix == ".cur") names.emplace_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  std::optional<Error> first_error;
-  std::uint32_t removed = 0;
-  for (const std::string& n : names) {
-    auto gone = shm::remove_file(dir + "/" + n);
-    if (gone)
-      ++removed;
-    else if (gone.error().code != ENOENT && !first_error)
-      first_error = gone.error();
-  }
-  if (first_error) return *first_error;
-  if (removed == 0)
-    return Error{ENOENT, "topic " + std::string(topic) + " does not exist in " + dir};
-  return Done{};
-}
-
-}  // namespace log
 
 namespace {
 
@@ -113,8 +53,8 @@ Result<int> caller_side_node(const Placement& p) {
 // options' mode) and keeps the topic in its catalogue; without one, the
 // caller creates them itself.
 Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicOptions& options) {
-  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
+  if (auto ok = shm::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
   if (auto socket = log::daemon_socket(bus)) {
     // The daemon maps and prefaults every topic it creates; these two are
     // properties of a creating process's own mapping, which it does not take.
@@ -138,7 +78,7 @@ Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicO
 }
 
 Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) {
-  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = shm::check_name("bus", bus); !ok) return ok.error();
   const std::string dir = shm::bus_directory(bus);
   TopicInfo info;
   info.name = std::string(topic);
@@ -183,8 +123,8 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
 }
 
 Outcome Topic::remove(std::string_view bus, std::string_view topic) {
-  if (auto ok = log::check_name("bus", bus); !ok) return ok.error();
-  if (auto ok = log::check_name("topic", topic); !ok) return ok.error();
+  if (auto ok = shm::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
   if (auto socket = log::daemon_socket(bus)) {
     control::Message request;
     request.type = control::MsgType::DeleteTopic;

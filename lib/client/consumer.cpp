@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "log/attach.hpp"
+#include "client/attach.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
 #include "shm/asymmetric_fence.hpp"

@@ -1,4 +1,4 @@
-#include "log/attach.hpp"
+#include "client/attach.hpp"
 
 #include <unistd.h>
 
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "shm/file.hpp"
+#include "shm/name.hpp"
 
 namespace shmbus::log {
 
@@ -19,8 +20,8 @@ std::optional<std::string> daemon_socket(std::string_view bus) {
 
 Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uint32_t partition,
                           bool producer, bool prefault) {
-  if (auto ok = check_name("bus", bus); !ok) return ok.error();
-  if (auto ok = check_name("topic", topic); !ok) return ok.error();
+  if (auto ok = shm::check_name("bus", bus); !ok) return ok.error();
+  if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
   const std::optional<std::string> found = daemon_socket(bus);
   if (!found) {  // no daemon: the embedded path
     auto ring = Ring::open(shm::bus_directory(bus), topic, partition, producer, prefault);
