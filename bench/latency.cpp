@@ -645,7 +645,7 @@ int run(int argc, char** argv) {
         " (the first %" PRIu64
         " of a block not recorded).\np50/line: to the bare cache-line "
         "p50; p50/spsc: to the bare SPSC ring p50 of the same payload. ts: "
-        "ProducerOptions::timestamps (default off).\n",
+        "ProducerOptions::timestamps (default on).\n",
         cfg.round_trips, cfg.warmup, kBlock, kBlockSkip);
     BenchTopics topics("latency");
     std::vector<std::unique_ptr<Channel>> chans;
@@ -656,18 +656,18 @@ int run(int argc, char** argv) {
       chans.push_back(std::make_unique<SpscChannel<IndexRing>>(size));
       const std::string kind = claim ? "shmbus claim" : "shmbus";
       chans.push_back(
-          shmbus_channel(topics, kind + " (ts off, default)", {.size = size, .claim = claim}));
-      chans.push_back(shmbus_channel(topics, kind + " (ts off, pretouch)",
+          shmbus_channel(topics, kind + " (default: ts on)", {.size = size, .claim = claim}));
+      chans.push_back(shmbus_channel(topics, kind + " (ts off)",
+                                     {.size = size, .timestamps = false, .claim = claim}));
+      chans.push_back(shmbus_channel(topics, kind + " (pretouch)",
                                      {.size = size, .claim = claim, .pretouch = true}));
-      chans.push_back(shmbus_channel(topics, kind + " (ts on)",
-                                     {.size = size, .timestamps = true, .claim = claim}));
-      chans.push_back(shmbus_channel(topics, kind + " (ts off, echo sized by frame)",
+      chans.push_back(shmbus_channel(topics, kind + " (echo sized by frame)",
                                      {.size = size, .claim = claim, .echo_frame_length = true}));
       if (cfg.publish == Publish::Both) {
-        chans.push_back(shmbus_channel(topics, "shmbus claim+commit (ts on)",
-                                       {.size = size, .timestamps = true, .claim = true}));
         chans.push_back(
-            shmbus_channel(topics, "shmbus claim+commit (ts off)", {.size = size, .claim = true}));
+            shmbus_channel(topics, "shmbus claim+commit (ts on)", {.size = size, .claim = true}));
+        chans.push_back(shmbus_channel(topics, "shmbus claim+commit (ts off)",
+                                       {.size = size, .timestamps = false, .claim = true}));
       }
     }
     const std::vector<RtResult> res =
@@ -682,11 +682,11 @@ int run(int argc, char** argv) {
       print_rt_row(r, line_p50, spsc_p50);
       rts.push_back(r);
       const double p50 = r.s.p50;
-      if (r.size == 64 && index_p50 > 0 && r.name.find("ts off, pretouch") != std::string::npos)
+      if (r.size == 64 && index_p50 > 0 && r.name.find("(pretouch)") != std::string::npos)
         targets.push_back(
             {"round trip p50, 64 B, shmbus with pretouch_next_frame / bare index ring (<= 1.0)",
              p50 / index_p50, 1.0, p50 <= index_p50});
-      if (r.name.find("ts off, default") == std::string::npos || spsc_p50 == 0) continue;
+      if (r.name.find("(default") == std::string::npos || spsc_p50 == 0) continue;
       if (r.size == 32)
         targets.push_back({"round trip p50, 32 B, shmbus / bare cache-line (<= 1.5, aim 1.25)",
                            p50 / line_p50, 1.5, p50 / line_p50 <= 1.5});
@@ -715,7 +715,7 @@ int run(int argc, char** argv) {
       if (cfg.wait == WaitMode::Both && size != cfg.sizes.front()) continue;
       BenchTopics topics("latency");
       std::vector<std::unique_ptr<Channel>> one;
-      one.push_back(shmbus_channel(topics, "futex back-to-back (ts off)",
+      one.push_back(shmbus_channel(topics, "futex back-to-back",
                                    {.size = size, .wait = shmbus::WaitStrategy::Futex}));
       for (const RtResult& r : rt_suite(cfg, ctl, "futex", one, cfg.futex_round_trips, warm)) {
         print_futex_row(r);
@@ -724,7 +724,7 @@ int run(int argc, char** argv) {
       if (cfg.futex_gap_us == 0) continue;
       one.clear();
       one.push_back(shmbus_channel(
-          topics, format("futex idle %" PRIu64 " us (ts off)", cfg.futex_gap_us),
+          topics, format("futex idle %" PRIu64 " us", cfg.futex_gap_us),
           {.size = size, .wait = shmbus::WaitStrategy::Futex, .gap_us = cfg.futex_gap_us}));
       for (const RtResult& r :
            rt_suite(cfg, ctl, "futex", one, gapped, std::min<std::uint64_t>(warm, 100))) {
@@ -750,11 +750,11 @@ int run(int argc, char** argv) {
       shmbus::ProducerOptions options;
     };
     const Spec specs[] = {{"bare SPSC ring", 0, {}},
-                          {"shmbus 1->1 (ts off, default)", 1, {}},
-                          {"shmbus 1->1 (ts on)", 1, {.timestamps = true}},
-                          {"shmbus 1->1 (ts off, full fence)", 1, {.light_fence = false}},
-                          {"shmbus 1->1 (ts off, pretouch)", 1, {.pretouch_next_frame = true}},
-                          {"shmbus 2->1 (ts off, fetch_add)", 2, {}}};
+                          {"shmbus 1->1 (default: ts on)", 1, {}},
+                          {"shmbus 1->1 (ts off)", 1, {.timestamps = false}},
+                          {"shmbus 1->1 (full fence)", 1, {.light_fence = false}},
+                          {"shmbus 1->1 (pretouch)", 1, {.pretouch_next_frame = true}},
+                          {"shmbus 2->1 (fetch_add)", 2, {}}};
     for (std::uint32_t size : cfg.tput_sizes) {
       const std::uint64_t per_round =
           std::max<std::uint64_t>(2, messages_for(cfg, size) / cfg.rounds);

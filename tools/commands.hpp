@@ -58,8 +58,9 @@ struct PublishOptions {
   std::vector<std::string> messages;  // none: one message per line of stdin
   std::uint32_t partition = 0;
   std::string key;
-  std::vector<std::string> headers;  // "name=value"
+  std::vector<std::string> headers;  // "name[:type]=value" (header.hpp)
   std::string timeout = "5s";        // how long to retry while the partition is Full
+  bool no_timestamp = false;         // ProducerOptions::timestamps = false
 };
 void run_publish(const Context& ctx, const PublishOptions& o);
 

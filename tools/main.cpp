@@ -9,6 +9,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "header.hpp"
 #include "log/ring.hpp"
 #include "shm/name.hpp"
 #include "util.hpp"
@@ -114,14 +115,10 @@ CLI::Validator from_check() {
 CLI::Validator header_check() {
   return CLI::Validator(
       [](std::string& s) {
-        const auto eq = s.find('=');
-        if (eq == std::string::npos || eq == 0)
-          return "header '" + s + "' must be name=value, with a non-empty name";
-        if (eq > 0xffff || s.size() - eq - 1 > 0xffff)
-          return std::string("header names and values are at most 65535 bytes");
-        return std::string();
+        std::string why;
+        return parse_header(s, &why) ? std::string() : why;
       },
-      "NAME=VALUE");
+      "NAME[:TYPE]=VALUE");
 }
 
 // "shmbus topic create", for "see ... --help".
@@ -228,8 +225,12 @@ void add_publish(CLI::App& app, Context& ctx) {
             return s.size() > 0xffff ? std::string("a key is at most 65535 bytes") : "";
           },
           "KEY"));
-  p->add_option("-H,--header", o->headers, "A header name=value on every message (repeatable)")
+  p->add_option("-H,--header", o->headers,
+                "A header on every message (repeatable): name=value (a string), or "
+                "name:int=5, name:double=1.5, name:bool=true, name:bytes=0a1b (hex)")
       ->check(header_check());
+  p->add_flag("--no-timestamp", o->no_timestamp,
+              "Publish with timestamps = false: the messages carry none (time 0)");
   p->add_option("--timeout", o->timeout,
                 "How long to retry while the partition is full (a block topic whose slowest "
                 "consumer is a ring behind); 0: do not wait")

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "header.hpp"
 #include "shmbus/producer.hpp"
 
 namespace shmbus::cli {
@@ -33,9 +34,10 @@ class Publisher {
       : ctx_(ctx), o_(o), producer_(std::move(producer)) {
     timeout_ = *parse_duration(o.timeout, nullptr);  // checked by the command line
     for (const std::string& h : o.headers) {
-      const auto eq = h.find('=');
-      headers_.push_back({std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
+      std::string why;
+      parsed_.push_back(*parse_header(h, &why));  // checked by the command line
     }
+    for (const Header& h : parsed_) headers_.push_back(h.property());
   }
 
   void publish(std::string_view payload) {
@@ -78,7 +80,8 @@ class Publisher {
   const PublishOptions& o_;
   Producer producer_;
   std::chrono::nanoseconds timeout_{};
-  std::vector<Property> headers_;
+  std::vector<Header> parsed_;
+  std::vector<Property> headers_;  // views of parsed_
   std::uint64_t sent_ = 0;
 };
 
@@ -89,8 +92,8 @@ void run_publish(const Context& ctx, const PublishOptions& o) {
   check_partition(info, o.partition);
   ProducerOptions po;
   po.partition = o.partition;
-  po.timestamps = true;  // people read these back by time (tail --from TIME)
-  po.prefault = false;   // a short-lived process: touch only the pages it writes
+  po.timestamps = !o.no_timestamp;
+  po.prefault = false;  // a short-lived process: touch only the pages it writes
   auto producer = Producer::open(ctx.bus, o.topic, po);
   if (!producer) fail(producer.error());
   Publisher pub(ctx, o, std::move(producer).value());

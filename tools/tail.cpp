@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "header.hpp"
 #include "shmbus/consumer.hpp"
 
 namespace shmbus::cli {
@@ -29,7 +30,7 @@ void append_fields(std::string& out, const Message& m) {
     for (Property p : m.properties) {
       if (!first) out += ", ";
       first = false;
-      out += "\"" + escape(p.name) + "\"=\"" + escape(p.value) + "\"";
+      out += header_text(p);
     }
     out += "}";
   }
@@ -71,7 +72,7 @@ void append_json(std::string& out, const Message& m, std::uint32_t partition) {
   json headers = json::object();
   for (Property p : m.properties) {
     const std::string name = valid_utf8(p.name) ? std::string(p.name) : escape(p.name);
-    if (!headers.contains(name)) headers[name] = json_string(p.value);  // the first of duplicates
+    if (!headers.contains(name)) headers[name] = header_json(p.value);  // the first of duplicates
   }
   j["headers"] = std::move(headers);
   const std::string_view payload = as_chars(m.payload);
@@ -125,9 +126,16 @@ void run_tail(const Context& ctx, const TailOptions& o) {
   // Without --follow, stop at the tail as it is now, even if producers go on.
   const std::uint64_t end = describe_or_fail(ctx, o.topic).partitions[o.partition].tail;
   std::uint64_t printed = 0;
+  std::uint64_t unstamped = 0;  // messages without a timestamp that --from TIME skipped
+  static constexpr const char* kUnstamped =
+      "messages without a timestamp (their producers opened with timestamps = false) cannot "
+      "be placed in time and are skipped by --from TIME";
+  const std::string where = "topic '" + o.topic + "' partition " + std::to_string(o.partition);
   std::string out;
   auto handler = [&](const Message& m) {
     if (since) {
+      if (m.timestamp_ns == 0 && ++unstamped == 1 && o.follow)
+        std::fprintf(stderr, "shmbus: %s: %s\n", where.c_str(), kUnstamped);
       if (m.timestamp_ns < *since) return;
       since.reset();  // from the first match on, print everything (producers' clocks may differ)
     }
@@ -148,7 +156,6 @@ void run_tail(const Context& ctx, const TailOptions& o) {
     ++printed;
   };
 
-  const std::string where = "topic '" + o.topic + "' partition " + std::to_string(o.partition);
   // Below `end` every frame was claimed before we started, so one that stays
   // uncommitted means we are not at a frame start (a --from POSITION inside
   // a message) or its producer died mid-write; say so instead of waiting forever.
@@ -199,6 +206,11 @@ void run_tail(const Context& ctx, const TailOptions& o) {
         fail(kFailed, where + ": poll failed: " + to_string(r.status));
     }
   }
+  if (since && unstamped > 0 && !stop_requested())
+    fail(kFailed, where + ": nothing at or after " + from + ": " + std::to_string(unstamped) +
+                      " of the messages carry no timestamp (their producers opened with "
+                      "timestamps = false), so --from TIME cannot place them; use --from "
+                      "beginning or a position");
 }
 
 }  // namespace shmbus::cli

@@ -57,7 +57,7 @@ struct ShmbusRt {
   std::string ping_topic{};
   std::string pong_topic{};
   std::uint32_t size = 32;
-  bool timestamps = false;                     // ProducerOptions::timestamps
+  bool timestamps = true;                      // ProducerOptions::timestamps
   WaitStrategy wait = WaitStrategy::BusySpin;  // consumers; BusySpin polls with relax()
   bool claim = false;                          // A publishes with claim + memcpy + commit
   std::uint64_t gap_us = 0;                    // A sleeps this long before each round trip

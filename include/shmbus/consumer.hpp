@@ -48,8 +48,12 @@ using Handler = FunctionRef<void(const Message&)>;
 
 class Consumer {
  public:
+  // Inline, so that the check sees the headers the caller was compiled with.
   static Result<Consumer> open(std::string_view bus, std::string_view topic,
-                               const ConsumerOptions& options = {});
+                               const ConsumerOptions& options = {}) {
+    if (auto ok = detail::check_frame_abi(detail::kFrameAbi); !ok) return ok.error();
+    return open_partition(bus, topic, options);
+  }
   Consumer(Consumer&&) noexcept;
   Consumer& operator=(Consumer&&) noexcept;
   ~Consumer();  // frees the cursor slot
@@ -89,6 +93,8 @@ class Consumer {
 
  private:
   explicit Consumer(std::unique_ptr<Impl> impl);
+  static Result<Consumer> open_partition(std::string_view bus, std::string_view topic,
+                                         const ConsumerOptions& options);
   // poll() after its common case stopped at `at`.
   PollResult poll_rest(Handler handler, std::uint32_t max_messages, const detail::PollProgress& at);
   std::unique_ptr<Impl> impl_;

@@ -53,11 +53,11 @@ struct TopicOptions {
 
 struct ProducerOptions {
   std::uint32_t partition = 0;
-  // Stamp CLOCK_REALTIME into each frame (Message::timestamp_ns; 0 when off).
-  // Off by default, as in Aeron and iceoryx: clock_gettime costs ~25-35 ns a
-  // message here, a fifth of a round trip. Turn it on for streams that are
-  // recorded, replayed by time, or read with `shmbus tail --from TIME`.
-  bool timestamps = false;
+  // Stamp CLOCK_REALTIME into each frame (Message::timestamp_ns), from the
+  // time stamp counter (shmbus/detail/clock.hpp): a few ns a message, so
+  // on by default: recordings, replay by time, retention by time and `shmbus
+  // tail --from TIME` need it. Off: frames carry 0.
+  bool timestamps = true;
   WaitStrategy wait = WaitStrategy::SpinYield;  // for the rare in-claim wait on `block`
   bool prefault = true;
   // Publish with a compiler barrier instead of a full fence (an `mfence`)

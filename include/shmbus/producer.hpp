@@ -52,8 +52,12 @@ class Producer {
   // has a live owner. A slot changing owners (a joiner filling it in, a
   // reaper padding after a crash) is waited for, up to a second, so an
   // exclusive producer restarted right after a crash does not fail for that.
+  // Inline, so that the check sees the headers the caller was compiled with.
   static Result<Producer> open(std::string_view bus, std::string_view topic,
-                               const ProducerOptions& options = {});
+                               const ProducerOptions& options = {}) {
+    if (auto ok = detail::check_frame_abi(detail::kFrameAbi); !ok) return ok.error();
+    return open_partition(bus, topic, options);
+  }
   Producer(Producer&&) noexcept;
   Producer& operator=(Producer&&) noexcept;
   ~Producer();  // leaves the producer slot; an open claim is aborted
@@ -82,6 +86,8 @@ class Producer {
 
  private:
   explicit Producer(std::unique_ptr<Impl> impl);
+  static Result<Producer> open_partition(std::string_view bus, std::string_view topic,
+                                         const ProducerOptions& options);
   Status offer_rest(std::span<const std::byte> payload) noexcept;
   void wake_consumers() noexcept;
   std::unique_ptr<Impl> impl_;

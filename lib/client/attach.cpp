@@ -54,3 +54,15 @@ Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uin
 }
 
 }  // namespace shmbus::log
+
+namespace shmbus::detail {
+
+Outcome check_frame_abi(std::uint32_t compiled) {
+  if (compiled == kFrameAbi) return Done{};
+  return Error{ENOEXEC, "this program was compiled against shmbus headers of frame ABI " +
+                            std::to_string(compiled) + ", but runs with the shmbus library of " +
+                            "frame ABI " + std::to_string(kFrameAbi) +
+                            ": rebuild it against the headers of the installed shmbus"};
+}
+
+}  // namespace shmbus::detail

@@ -234,8 +234,8 @@ struct Consumer::Impl {
         body = copy_buffer();
       }
       const std::uint64_t next = p + ring.frame_bytes(h.length);
-      if (h.type == FrameType::Pad) {
-        position = next;
+      if (h.type == FrameType::Pad || log::is_control(h.type)) {
+        position = next;  // control frames are for the readers that know them (layout.hpp)
         continue;
       }
       Message m;
@@ -424,8 +424,8 @@ struct Consumer::Impl {
   }
 };
 
-Result<Consumer> Consumer::open(std::string_view bus, std::string_view topic,
-                                const ConsumerOptions& options) {
+Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view topic,
+                                          const ConsumerOptions& options) {
   auto attached = log::attach(bus, topic, options.partition, false, options.prefault);
   if (!attached) return attached.error();
   auto impl = std::make_unique<Impl>();

@@ -8,9 +8,11 @@
 #include <utility>
 
 #include "client/attach.hpp"
+#include "log/properties.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
 #include "shm/asymmetric_fence.hpp"
+#include "shm/clock.hpp"
 #include "shm/file.hpp"
 #include "shm/process.hpp"
 
@@ -231,12 +233,9 @@ struct Producer::Impl {
       b.flags |= log::kHasKey;
     }
     if (!props.empty()) {
-      if (props.size() > 0xffff) return Status::TooLarge;
-      b.props_bytes = 2;
-      for (const Property& pr : props) {
-        if (pr.name.size() > 0xffff || pr.value.size() > 0xffff) return Status::TooLarge;
-        b.props_bytes += 4 + pr.name.size() + pr.value.size();
-      }
+      const std::optional<std::uint64_t> n = log::encoded_size(props);
+      if (!n) return Status::TooLarge;
+      b.props_bytes = *n;
       b.bytes += 4 + b.props_bytes;
       b.flags |= log::kHasProperties;
     }
@@ -250,7 +249,7 @@ struct Producer::Impl {
     f->length = static_cast<std::uint32_t>(b.bytes);
     f->type = FrameType::Data;
     f->flags = b.flags;
-    f->timestamp = options.timestamps ? detail::realtime_ns() : 0;
+    f->timestamp = options.timestamps ? stamp() : 0;
     auto* at = reinterpret_cast<std::byte*>(f + 1);
     if (!key.empty()) {
       auto n = static_cast<std::uint16_t>(key.size());
@@ -260,21 +259,18 @@ struct Producer::Impl {
     }
     if (!props.empty()) {
       auto n = static_cast<std::uint32_t>(b.props_bytes);
-      auto count = static_cast<std::uint16_t>(props.size());
       std::memcpy(at, &n, 4);
-      std::memcpy(at + 4, &count, 2);
-      at += 6;
-      for (const Property& pr : props) {
-        auto kl = static_cast<std::uint16_t>(pr.name.size());
-        auto vl = static_cast<std::uint16_t>(pr.value.size());
-        std::memcpy(at, &kl, 2);
-        std::memcpy(at + 2, &vl, 2);
-        std::memcpy(at + 4, pr.name.data(), kl);
-        std::memcpy(at + 4 + kl, pr.value.data(), vl);
-        at += 4 + kl + vl;
-      }
+      log::encode(props, at + 4);
+      at += 4 + n;
     }
     return at;
+  }
+
+  // The time for a frame's header: extrapolated from the counter, or a new anchor.
+  std::int64_t stamp() noexcept {
+    std::int64_t ns;
+    return detail::extrapolate(state.clock, detail::read_tsc(), ns) ? ns
+                                                                    : shm::clock_now(state.clock);
   }
 
   Status claim(std::size_t payload, std::string_view key, std::span<const Property> props,
@@ -340,8 +336,8 @@ struct Producer::Impl {
   }
 };
 
-Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
-                                const ProducerOptions& options) {
+Result<Producer> Producer::open_partition(std::string_view bus, std::string_view topic,
+                                          const ProducerOptions& options) {
   auto attached = log::attach(bus, topic, options.partition, true, options.prefault);
   if (!attached) return attached.error();
   if (options.pretouch_next_frame && !attached->ring.exclusive())
@@ -402,6 +398,7 @@ Result<Producer> Producer::open(std::string_view bus, std::string_view topic,
   s.light_fences = &shm::light_fences;
   s.exclusive = r.exclusive();
   s.timestamps = options.timestamps;
+  if (options.timestamps) (void)shm::clock_now(s.clock);  // calibrates the counter once per process
   s.pretouch = options.pretouch_next_frame;
   impl->local_tail = r.tail().load(std::memory_order_acquire);
   if (impl->local_tail % r.alignment() != 0)

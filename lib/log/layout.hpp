@@ -20,13 +20,37 @@
 // offset p & (capacity - 1). Frames are aligned to frame_alignment (>= 32)
 // and never cross a segment end, so every segment starts with a frame.
 //
-// Frame:
+// Frame (layout version 4; its constants are public: shmbus/detail/frame.hpp):
 //   0   commit     u64  p ^ salt; stored LAST, with release order
 //   8   length     u32  body bytes after this header (before padding)
-//   12  type       u16  Data | Pad
-//   14  flags      u16  HasKey | HasProperties
-//   16  timestamp  i64  CLOCK_REALTIME ns at publish (0 when disabled)
+//   12  type       u16  below
+//   14  flags      u16  below
+//   16  timestamp  i64  CLOCK_REALTIME ns at publish (0: the producer opted out)
 //   24  body: [u16 key_len, key] [u32 props_len, props] payload
+//
+// Types come in ranges, so that later features add frames without breaking
+// readers that predate them:
+//   1 Data, 2 Pad; 3..0x7fff: none yet, a reader that meets one says Corrupt;
+//   0x8000..0xffff control frames (transaction and group markers, gap
+//   records): every reader steps over one by its length, and only the
+//   readers that know its type act on it; none is delivered by poll().
+// Flags: the low byte must be understood (HasKey, HasProperties; a reader
+// that meets a bit it does not know says Corrupt, never misreads the body);
+// the high byte is advisory (readers that do not know a bit ignore it).
+// A producer sets a must-understand bit beyond these only on a ring whose
+// RingConfig::features names the feature; Ring::open refuses a ring with a
+// feature bit it does not know, with an error naming it, so a reader never
+// meets such a frame. Layout 4 defines no feature bit.
+//
+// Properties (HasProperties) are typed, name -> String | Int64 | Double |
+// Bool | Bytes; their encoding is in shmbus/message.hpp (PropertyView reads
+// it, lib/log/properties.hpp writes and checks it).
+//
+// Timestamps are on unless a producer opts out (ProducerOptions::timestamps):
+// the time stamp counter extrapolated from a CLOCK_REALTIME anchor taken
+// every few ms (shmbus/detail/clock.hpp), so a stamp costs no clock_gettime
+// on the hot path. Stamps follow CLOCK_REALTIME to well under a microsecond;
+// like it, they may step back (at an anchor, or when the clock is set).
 //
 // The commit word is the position XOR a per-ring odd random salt. A zeroed
 // ring never looks committed (p is even, the salt odd), an old lap's frame
@@ -198,7 +222,15 @@ namespace shmbus::log {
 using shm::kFalseSharingRange;
 
 enum class FrameType : std::uint16_t { Data = 1, Pad = 2 };
-enum FrameFlags : std::uint16_t { kHasKey = 1, kHasProperties = 2, kKnownFlags = 3 };
+inline constexpr std::uint16_t kFirstControlType = 0x8000;
+inline constexpr bool is_control(FrameType t) {
+  return static_cast<std::uint16_t>(t) >= kFirstControlType;
+}
+enum FrameFlags : std::uint16_t { kHasKey = 1, kHasProperties = 2 };
+inline constexpr std::uint16_t kMustUnderstandFlags = detail::kFrameMustUnderstandFlags;
+inline constexpr std::uint16_t kKnownMustUnderstandFlags = kHasKey | kHasProperties;
+// RingConfig::features: the must-understand features this library knows.
+inline constexpr std::uint32_t kKnownFeatures = 0;
 
 struct FrameHeader {
   std::uint64_t commit;
@@ -239,8 +271,11 @@ struct RingConfig {
   std::uint32_t partitions;
   std::uint8_t policy;     // shmbus::Policy
   std::uint8_t exclusive;  // 1: one producer, no read-modify-write on tail
-  std::uint8_t reserved[6];
+  std::uint8_t reserved[2];
+  std::uint32_t features;  // must-understand features its frames may use (above)
+  std::uint8_t reserved_end[4];
 };
+static_assert(offsetof(RingConfig, features) == 56);
 static_assert(sizeof(RingConfig) == 64);
 
 // Slot states. A slot's control word is state | holder's pid << 2 |

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
+#include "log/properties.hpp"
 #include "shm/futex.hpp"
 #include "shm/name.hpp"
 #include "shm/placement.hpp"
@@ -100,6 +102,8 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
             .policy = static_cast<std::uint8_t>(o.policy),
             .exclusive = static_cast<std::uint8_t>(o.exclusive_producer ? 1 : 0),
             .reserved = {},
+            .features = 0,
+            .reserved_end = {},
         };
         h->supervision = SupervisionConfig{.hung_producer_timeout_ms = o.hung_producer_timeout_ms,
                                            .slow_consumer_timeout_ms = o.slow_consumer_timeout_ms};
@@ -187,6 +191,13 @@ Result<Ring> Ring::adopt(shm::Mapping log, shm::Mapping cur, const std::string& 
   if ((c.salt & 1) == 0) return damaged(rpath, "salt is even");
   if (c.partition != partition || c.partitions <= partition)
     return damaged(rpath, "partition number mismatch");
+  if ((c.features & ~kKnownFeatures) != 0) {
+    char bits[16];
+    std::snprintf(bits, sizeof bits, "0x%x", c.features & ~kKnownFeatures);
+    return Error{ENOTSUP, rpath + " uses features (" + bits +
+                              ") that this shmbus does not know: open it with the shmbus that "
+                              "made the topic, or a newer one"};
+  }
   if (cc.partition != partition ||
       sizeof(CursorHeader) + std::uint64_t{cc.max_consumers} * sizeof(CursorSlot) > cur.size())
     return damaged(cpath, "slot table does not fit the file");
@@ -445,7 +456,8 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
 Status Ring::decode_headers(const FrameHeader& h, std::uint64_t p, const std::byte* body,
                             std::uint64_t body_room, std::byte* props_copy,
                             Message& out) const noexcept {
-  if (h.length > body_room || (h.flags & ~kKnownFlags) != 0) return Status::Corrupt;
+  if (h.length > body_room || (h.flags & kMustUnderstandFlags & ~kKnownMustUnderstandFlags) != 0)
+    return Status::Corrupt;
   std::uint64_t left = h.length;
   const std::byte* at = body;
   out.position = p;
@@ -465,26 +477,14 @@ Status Ring::decode_headers(const FrameHeader& h, std::uint64_t p, const std::by
     std::uint32_t n;
     if (left < 4) return Status::Corrupt;
     std::memcpy(&n, at, 4);
-    if (left - 4 < n || n < 2) return Status::Corrupt;
+    if (left - 4 < n) return Status::Corrupt;
     const std::byte* props = at + 4;
     if (props_copy != nullptr) {
       std::memcpy(props_copy, props, n);
       props = props_copy;
     }
-    // Walk the (private) copy once: every entry must lie inside n bytes.
-    std::uint16_t count;
-    std::memcpy(&count, props, 2);
-    std::uint64_t used = 2;
-    for (std::uint16_t i = 0; i < count; ++i) {
-      std::uint16_t kl, vl;
-      if (n - used < 4) return Status::Corrupt;
-      std::memcpy(&kl, props + used, 2);
-      std::memcpy(&vl, props + used + 2, 2);
-      used += 4;
-      if (n - used < std::uint64_t{kl} + vl) return Status::Corrupt;
-      used += std::uint64_t{kl} + vl;
-    }
-    if (used != n) return Status::Corrupt;
+    // Check the (private) copy once; PropertyView then walks it unchecked.
+    if (!valid_encoding({props, n})) return Status::Corrupt;
     out.properties = PropertyView({props, n});
     at += 4 + n;
     left -= 4 + n;

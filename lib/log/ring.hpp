@@ -195,7 +195,7 @@ class Ring {
   // every consumer's hot path.
   Status decode(const FrameHeader& header, std::uint64_t p, const std::byte* body,
                 std::uint64_t body_room, std::byte* props_copy, Message& out) const noexcept {
-    if (header.flags != 0 || header.length > body_room)
+    if ((header.flags & kMustUnderstandFlags) != 0 || header.length > body_room)
       return decode_headers(header, p, body, body_room, props_copy, out);
     out.position = p;
     out.timestamp_ns = header.timestamp;

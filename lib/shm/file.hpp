@@ -29,7 +29,9 @@ inline constexpr std::uint64_t kMagic = 0x5355424d48530a01ull;  // "\x01\nSHMBUS
 // 2: pending and skip commit words (revocable claims), the supervision
 // timeouts in the ring header, evicted cursor slots, CursorSlot::asleep.
 // 3: a slot's holder pid in its control word, its start time in a stamp.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+// 4: frame type ranges (control frames), must-understand and advisory flags,
+// ring feature bits, typed properties, named cursor slots.
+inline constexpr std::uint32_t kLayoutVersion = 4;
 
 enum class FileKind : std::uint32_t { Ring = 1, Cursors = 2, Registry = 3 };
 

@@ -431,6 +431,51 @@ def test_tail_from_time(env):
     assert payloads("--from", "2000-01-01") == [m["payload"] for m in msgs]
 
 
+def test_tail_from_time_on_unstamped_messages_says_so(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "publish", "t", "--no-timestamp", "a", "b")
+    msgs = [json.loads(l) for l in out(env, "tail", "t", "--format", "json").splitlines()]
+    assert [(m["payload"], m["timestamp_ns"], m["time"]) for m in msgs] == [
+        ("a", 0, None), ("b", 0, None)]
+    r = run(env, "tail", "t", "--from", "-1h", expect=1)
+    assert r.stdout == b""
+    err = r.stderr.decode()
+    assert "2 of the messages carry no timestamp" in err
+    assert "timestamps = false" in err
+    # Stamped messages after them are found; the unstamped ones are skipped.
+    run(env, "publish", "t", "c")
+    assert out(env, "tail", "t", "--from", "-1h", "--format", "json").count("\n") == 1
+
+
+def test_typed_headers(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "publish", "t", "x", "-H", "venue=XNAS", "-H", "qty:int=-5", "-H", "px:double=1.25",
+        "-H", "urgent:bool=true", "-H", "trace:bytes=0aff", "-H", "a:b=c", "-H", "n:string=1")
+    [m] = [json.loads(l) for l in out(env, "tail", "t", "--format", "json").splitlines()]
+    assert m["headers"] == {"venue": "XNAS", "qty": -5, "px": 1.25, "urgent": True,
+                            "trace": {"base64": base64.b64encode(b"\x0a\xff").decode()},
+                            "a:b": "c", "n": "1"}
+    text = out(env, "tail", "t")
+    assert ('headers={"venue"="XNAS", "qty"=-5, "px"=1.25, "urgent"=true, "trace"=0x0aff, '
+            '"a:b"="c", "n"="1"}') in text
+
+
+@pytest.mark.parametrize("header,why", [
+    ("q:int=1.5", "not a 64-bit integer"),
+    ("q:int=99999999999999999999", "not a 64-bit integer"),
+    ("q:double=x", "not a number"),
+    ("q:bool=yes", "not true or false"),
+    ("q:bytes=abc", "two digits a byte"),
+    ("q:bytes=zz", "not hex"),
+    (":int=1", "the name is empty"),
+    ("n" * 256 + "=v", "at most 255 bytes"),
+])
+def test_bad_typed_header_is_refused(env, header, why):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    err = run(env, "publish", "t", "x", "-H", header, expect=2).stderr.decode()
+    assert why in err, err
+
+
 def test_tail_follow_until_count(env):
     run(env, "topic", "create", "t", "--segment-bytes", "4096")
     run(env, "publish", "t", "old")

@@ -76,16 +76,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t used = m.payload.size() + ((h.flags & kHasKey) != 0 ? 2 + m.key.size() : 0);
   std::size_t props_bytes = 0;
   std::uint16_t seen = 0;
-  // Only a non-empty view is walked: begin() of an empty one offsets a null
-  // pointer (issue 15, item 8, a defect of PropertyView itself).
-  if (!m.properties.empty())
-    for (Property pr : m.properties) {
-      FUZZ_CHECK(fuzz::inside(pr.name.data(), pr.name.size(), props_base, room));
-      FUZZ_CHECK(fuzz::inside(pr.value.data(), pr.value.size(), props_base, room));
-      props_bytes += 4 + pr.name.size() + pr.value.size();
-      ++seen;
-      FUZZ_CHECK(m.properties.find(pr.name).has_value());
+  for (Property pr : m.properties) {
+    FUZZ_CHECK(fuzz::inside(pr.name.data(), pr.name.size(), props_base, room));
+    const PropertyType t = pr.value.type();
+    FUZZ_CHECK(t >= PropertyType::String && t <= PropertyType::Bytes);
+    if (t == PropertyType::String || t == PropertyType::Bytes) {
+      const std::string_view text =
+          t == PropertyType::String
+              ? *pr.value.string()
+              : std::string_view(reinterpret_cast<const char*>(pr.value.bytes()->data()),
+                                 pr.value.bytes()->size());
+      FUZZ_CHECK(fuzz::inside(text.data(), text.size(), props_base, room));
     }
+    if (t == PropertyType::Bool) FUZZ_CHECK(pr.value.boolean().has_value());
+    props_bytes += kPropertyEntryHeaderBytes + pr.name.size() + pr.value.encoded_size();
+    ++seen;
+    FUZZ_CHECK(m.properties.find(pr.name).has_value());
+  }
   FUZZ_CHECK(seen == m.properties.size());
   if ((h.flags & kHasProperties) != 0) used += 4 + 2 + props_bytes;
   FUZZ_CHECK(used == h.length);

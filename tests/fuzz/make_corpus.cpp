@@ -213,8 +213,10 @@ void ring_seed(const std::string& name, const std::vector<std::byte>& ring,
 void fill(Producer& p) {
   const std::string payload(100, 'p');
   const auto bytes = std::as_bytes(std::span(payload));
-  const std::array<Property, 2> props{Property{"content-type", "text/plain"},
-                                      Property{"trace", "00-4bf9-01"}};
+  const std::array<std::byte, 3> trace{std::byte{0x4b}, std::byte{0xf9}, std::byte{0x01}};
+  const std::array<Property, 5> props{
+      Property{"content-type", "text/plain"}, Property{"retries", 3}, Property{"price", 101.25},
+      Property{"urgent", true}, Property{"trace", PropertyValue::bytes(trace)}};
   const std::array<Property, 1> empty_value{Property{"flag", ""}};
   for (int i = 0; i < 40; ++i) {  // past the first segment: a PAD frame at its end
     Status s = Status::Ok;
@@ -275,6 +277,12 @@ void frames(const fs::path& ring_file, const fs::path& cursor_file) {
   append(e, h);
   e.resize(e.size() + 8);
   write("frame", "edge-unknown-flag", e);
+  h.flags = 0x100;  // advisory: ignored
+  std::vector<std::byte> advisory{std::byte{0}};
+  append(advisory, h);
+  advisory.resize(advisory.size() + 8);
+  write("frame", "edge-advisory-flag", advisory);
+  h.flags = 0;
   h.flags = log::kHasKey;
   std::vector<std::byte> key{std::byte{0}};
   append(key, h);

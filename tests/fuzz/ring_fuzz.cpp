@@ -61,11 +61,12 @@ void walk(const Ring& r, std::uint32_t ring_bytes) {
       if (r.decode(h, p, body, room, props.data(), m) == Status::Ok) {
         FUZZ_CHECK(fuzz::inside(m.payload.data(), m.payload.size(), body, room));
         FUZZ_CHECK(fuzz::inside(m.key.data(), m.key.size(), body, room));
-        if (!m.properties.empty())  // begin() of an empty view: issue 15, item 8
-          for (Property pr : m.properties) {
-            FUZZ_CHECK(fuzz::inside(pr.name.data(), pr.name.size(), props.data(), props.size()));
-            FUZZ_CHECK(fuzz::inside(pr.value.data(), pr.value.size(), props.data(), props.size()));
-          }
+        for (Property pr : m.properties) {
+          FUZZ_CHECK(fuzz::inside(pr.name.data(), pr.name.size(), props.data(), props.size()));
+          const std::string_view text = pr.value.string().value_or("");
+          FUZZ_CHECK(fuzz::inside(text.data(), text.size(), props.data(), props.size()));
+          FUZZ_CHECK(pr.value.encoded_size() <= props.size());
+        }
       }
       const std::uint64_t n = r.frame_bytes(h.length);
       if (n > r.segment_left(p)) break;

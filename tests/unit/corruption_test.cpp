@@ -111,12 +111,14 @@ class Bounds {
 enum class Target {
   HugeLength,            // length past the segment (Data or Pad)
   UnknownType,           // neither Data nor Pad
-  UnknownFlags,          // a flag bit past kKnownFlags
+  UnknownFlags,          // a must-understand flag bit past kKnownMustUnderstandFlags
   KeyPastFrame,          // key length past the body
   PropsLengthPastFrame,  // properties length past the body
   PropsTooShort,         // properties length < 2 (no room for the count)
   PropsCountPastFrame,   // more entries than the properties bytes can hold
   PropEntryPastFrame,    // an entry's name + value past the properties bytes
+  PropBadType,           // a property type no reader knows
+  PropBadSize,           // an Int64, Double or Bool of the wrong size, or a Bool not 0 or 1
   kCount,
 };
 
@@ -130,6 +132,8 @@ const char* to_string(Target t) {
       "props too short",
       "props count past",
       "prop entry past",
+      "prop bad type",
+      "prop bad size",
   };
   return names[static_cast<int>(t)];
 }
@@ -247,7 +251,8 @@ class Fuzzer {
     FrameHeader* f = ring_.frame_at(q);
     auto* body = reinterpret_cast<std::byte*>(f + 1);
     const std::uint64_t room = ring_.segment_left(q) - sizeof(FrameHeader);
-    if (room < 10 && (t == Target::PropsCountPastFrame || t == Target::PropEntryPastFrame))
+    if (room < 26 && (t == Target::PropsCountPastFrame || t == Target::PropEntryPastFrame ||
+                      t == Target::PropBadType || t == Target::PropBadSize))
       t = Target::UnknownType;
     auto put16 = [&](std::uint64_t at, std::uint64_t v) {
       const auto x = static_cast<std::uint16_t>(v);
@@ -269,11 +274,11 @@ class Fuzzer {
       case Target::UnknownType:
         do {
           type = static_cast<std::uint16_t>(rng_());
-        } while (type == 1 || type == 2);
+        } while (type == 1 || type == 2 || type >= log::kFirstControlType);
         flags = static_cast<std::uint16_t>(rnd(4));
         break;
       case Target::UnknownFlags:
-        flags = static_cast<std::uint16_t>(rnd(4) | (4u << rnd(14)));
+        flags = static_cast<std::uint16_t>(rnd(4) | (4u << rnd(6)));  // must-understand bits
         break;
       case Target::KeyPastFrame:
         flags = static_cast<std::uint16_t>(log::kHasKey | (rnd(2) == 0 ? log::kHasProperties : 0));
@@ -303,9 +308,41 @@ class Fuzzer {
         put32(0, n);
         put16(4, 1 + rnd(4));
         const std::uint64_t total = (n - 6) + 1 + rnd(64);  // name + value of the first entry
-        const std::uint64_t name = std::min<std::uint64_t>(total, 0xffff);
-        put16(6, name);
-        put16(8, total - name);
+        const std::uint64_t name = std::min<std::uint64_t>(total, 255);
+        body[6] = std::byte{static_cast<std::uint8_t>(PropertyType::String)};
+        body[7] = std::byte{static_cast<std::uint8_t>(name)};
+        put16(8, total - name);  // < 0xffff: segments are 4 KiB
+        break;
+      }
+      case Target::PropBadType:
+      case Target::PropBadSize: {
+        // One entry that fits exactly: a type no reader knows, or a
+        // fixed-size type (Int64, Double, Bool) with a value of another
+        // size, or a Bool that is neither 0 nor 1.
+        flags = log::kHasProperties;
+        std::uint8_t type_byte;
+        std::uint64_t value;
+        bool bad_bool = false;
+        if (t == Target::PropBadType) {
+          do {
+            type_byte = static_cast<std::uint8_t>(rng_());
+          } while (type_byte >= 1 && type_byte <= 5);
+          value = rnd(9);
+        } else {
+          type_byte = static_cast<std::uint8_t>(2 + rnd(3));  // Int64, Double, Bool
+          const std::uint64_t right = type_byte == 4 ? 1 : 8;
+          bad_bool = type_byte == 4 && rnd(2) == 0;
+          value = right;
+          while (!bad_bool && value == right) value = rnd(17);
+        }
+        length = 4 + 2 + kPropertyEntryHeaderBytes + value;
+        put32(0, length - 4);
+        put16(4, 1);
+        body[6] = std::byte{type_byte};
+        body[7] = std::byte{0};  // no name
+        put16(8, value);
+        for (std::uint64_t k = 0; k < value; ++k) body[10 + k] = std::byte(rng_());
+        if (bad_bool) body[10] = std::byte{static_cast<std::uint8_t>(2 + rnd(254))};
         break;
       }
       case Target::kCount:
@@ -365,11 +402,12 @@ class Fuzzer {
         fail() << "property walk overran at " << m.position;
         break;
       }
+      const std::string_view value = pr.value.string().value_or("");
       if (!bounds_.inside(pr.name.data(), pr.name.size(), m.position) ||
-          !bounds_.inside(pr.value.data(), pr.value.size(), m.position))
+          !bounds_.inside(value.data(), value.size(), m.position))
         fail() << "property outside the segment of " << m.position;
       for (char c : pr.name) sum += static_cast<std::uint8_t>(c);
-      for (char c : pr.value) sum += static_cast<std::uint8_t>(c);
+      for (char c : value) sum += static_cast<std::uint8_t>(c);
     }
     sink_ += sum;
   }

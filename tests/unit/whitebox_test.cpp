@@ -406,6 +406,83 @@ TEST_F(WhiteboxTest, HalfWrittenFrameIsNotDelivered) {
   }
 }
 
+// Layout 4's rules for frames a reader does not know (layout.hpp, "Types come
+// in ranges"): a control frame (type >= 0x8000) is stepped over by its
+// length, in place and copied, and never delivered; an advisory flag (high
+// byte) is ignored; a must-understand flag nobody defined is Corrupt.
+TEST_F(WhiteboxTest, ControlFramesAndAdvisoryFlagsAreSteppedOverOrIgnored) {
+  for (Policy policy : {Policy::Block, Policy::Overwrite}) {
+    SCOPED_TRACE(policy == Policy::Block ? "block" : "overwrite");
+    const char* topic = policy == Policy::Block ? "b" : "o";
+    ASSERT_TRUE(Topic::create(bus, topic, small(policy)));
+    auto ring = open_ring(topic);
+    ASSERT_TRUE(ring);
+    auto c = Consumer::open(bus, topic);
+    ASSERT_TRUE(c);
+    std::vector<std::string> got;
+    auto collect = [&](const Message& m) { got.emplace_back(text(m.payload)); };
+    // By hand, committed at once: a frame of `type` and `flags` with body `body`.
+    auto put = [&](std::uint16_t type, std::uint16_t flags, std::string_view body) {
+      const std::uint64_t n = ring->frame_bytes(body.size());
+      const std::uint64_t q = ring->tail().fetch_add(n);
+      FrameHeader* f = ring->frame_at(q);
+      f->length = static_cast<std::uint32_t>(body.size());
+      f->type = static_cast<FrameType>(type);
+      f->flags = flags;
+      f->timestamp = 0;
+      std::memcpy(f + 1, body.data(), body.size());
+      atomic(f->commit).store(ring->commit_word(q), std::memory_order_release);
+      return q;
+    };
+    put(0x8000, 0, "a control frame of 100 bytes, which nobody delivers: " + std::string(47, '.'));
+    put(0xffff, 0xffff, "another, with every flag");
+    put(1, 0x8100, "advisory");
+    EXPECT_EQ(c->poll(collect, 10).status, Status::Ok);
+    EXPECT_EQ(got, std::vector<std::string>{"advisory"});
+    const std::uint64_t bad = put(1, 0x0004, "must understand");
+    EXPECT_EQ(c->poll(collect, 10).status, Status::Corrupt);
+    EXPECT_EQ(c->position(), bad);
+    // An observer (copies every frame) reads the same from the start.
+    ConsumerOptions observer;
+    observer.gating = false;
+    observer.start = ConsumerOptions::Start::Earliest;
+    auto o = Consumer::open(bus, topic, observer);
+    ASSERT_TRUE(o);
+    got.clear();
+    EXPECT_EQ(o->poll(collect, 10).status, Status::Corrupt);
+    EXPECT_EQ(got, std::vector<std::string>{"advisory"});
+    EXPECT_EQ(o->position(), bad);
+  }
+}
+
+// A ring whose features name one this library does not know is refused at
+// attach, naming the file and the bits, by producers and consumers alike.
+TEST_F(WhiteboxTest, UnknownRingFeatureIsRefusedAtAttach) {
+  ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
+  {
+    auto ring = open_ring("t");
+    ASSERT_TRUE(ring);
+    ring->ring_header()->config.features = 0x40;
+  }
+  auto p = Producer::open(bus, "t");
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, ENOTSUP);
+  EXPECT_NE(p.error().message.find("t.0.log"), std::string::npos) << p.error().message;
+  EXPECT_NE(p.error().message.find("0x40"), std::string::npos) << p.error().message;
+  auto c = Consumer::open(bus, "t");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ENOTSUP);
+}
+
+// Code compiled against headers of another frame ABI is refused.
+TEST(FrameAbi, OtherHeadersAreRefused) {
+  EXPECT_TRUE(detail::check_frame_abi(detail::kFrameAbi));
+  const Outcome other = detail::check_frame_abi(detail::kFrameAbi - 1);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find("rebuild"), std::string::npos) << other.error().message;
+  EXPECT_NE(other.error().message.find(std::to_string(detail::kFrameAbi - 1)), std::string::npos);
+}
+
 // A commit word left by the previous lap (p - capacity) ^ salt, or one from a
 // later lap, does not make the frame at p ready.
 TEST_F(WhiteboxTest, StaleCommitWordIsNotReady) {

@@ -2,7 +2,8 @@
 // compiled into the caller: an exclusive producer's message with neither key
 // nor properties, with room before the segment end and below the cached gate.
 // Anything else (a shared topic's claim by fetch_add, a segment end to pad,
-// back-pressure, an open claim, a frame too large) goes to the library.
+// back-pressure, an open claim, a frame too large, a clock anchor to take)
+// goes to the library.
 //
 // Why in the header: as for Consumer::poll (poll_in_place.hpp), the call into
 // the library is on every message's latency, between the application's
@@ -18,15 +19,14 @@
 //   2 tail = p + n, release  (after 1: a reaper that sees the tail sees the claim;
 //                             before 3-5: overwrite readers check it after copying)
 //   3 payload
-//   4 header: length, type Data, flags 0, timestamp
+//   4 header: length, type Data, flags 0, timestamp (the counter, read before
+//     step 1, extrapolated: shmbus/detail/clock.hpp)
 //   5 commit word = p ^ salt, release   (consumers acquire-load it: 3 and 4 first)
 //   6 light fence, then load the futex waiter count; wake if non-zero (the
 //     Dekker pairing with a consumer falling asleep, lib/shm/asymmetric_fence.hpp)
 //   7 with ProducerOptions::pretouch_next_frame: prefetch for writing the
 //     next frame's second line (a hint: it stores nothing)
 #pragma once
-
-#include <time.h>
 
 #include <atomic>
 #include <cstddef>
@@ -35,6 +35,7 @@
 #include <limits>
 #include <span>
 
+#include "shmbus/detail/clock.hpp"
 #include "shmbus/detail/frame.hpp"
 #include "shmbus/detail/light_fence.hpp"
 #include "shmbus/status.hpp"
@@ -59,19 +60,14 @@ struct OfferState {
   const std::atomic<bool>* light_fences = nullptr;  // this process may use the light fence
   bool exclusive = false;
   bool block = false;
-  bool timestamps = false;
-  bool pretouch = false;  // ProducerOptions::pretouch_next_frame
+  bool timestamps = true;  // ProducerOptions::timestamps
+  bool pretouch = false;   // ProducerOptions::pretouch_next_frame
   // Ours, changed by the library too.
   std::uint64_t local_tail = 0;    // exclusive producers: the tail we last stored
   std::uint64_t gating_limit = 0;  // `block`: frames ending at or below it need no look at cursors
   std::uint64_t open_claim = kNoClaim;  // position of the claim() not yet committed
+  TscClock clock;                       // the library takes its anchors (lib/shm/clock.hpp)
 };
-
-inline std::int64_t realtime_ns() noexcept {
-  timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
-}
 
 // An exclusive producer's tail store, after its claim record (release: a
 // reaper that sees the tail sees the record) and before the frame's bytes
@@ -118,13 +114,16 @@ inline Status offer_exclusive(OfferState& s, std::span<const std::byte> payload,
   if (!s.exclusive || s.open_claim != kNoClaim || payload.size() > s.max_body ||
       n > segment_left(p, s.segment_bytes) || (s.block && p + n > s.gating_limit))
     return rest();
+  // Read the counter first: its latency overlaps with the copy. Outside the
+  // clock's window the library takes a new anchor.
+  std::int64_t timestamp = 0;
+  if (s.timestamps && !extrapolate(s.clock, read_tsc(), timestamp)) return rest();
   std::atomic_ref<std::uint64_t>(*s.claim_position).store(p, std::memory_order_relaxed);
   advance_tail(s, p + n);
   std::byte* f = s.frames + (p & s.mask);
   if (!payload.empty()) std::memcpy(f + kFrameHeaderBytes, payload.data(), payload.size());
   const auto length = static_cast<std::uint32_t>(payload.size());
   const std::uint16_t flags = 0;
-  const std::int64_t timestamp = s.timestamps ? realtime_ns() : 0;
   std::memcpy(f + kFrameLengthAt, &length, 4);
   std::memcpy(f + kFrameTypeAt, &kFrameTypeData, 2);
   std::memcpy(f + kFrameFlagsAt, &flags, 2);

@@ -115,7 +115,7 @@ inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Res
       std::uint16_t type, flags;
       std::memcpy(&type, f + kFrameTypeAt, 2);
       std::memcpy(&flags, f + kFrameFlagsAt, 2);
-      if (type != kFrameTypeData || flags != 0 ||
+      if (type != kFrameTypeData || (flags & kFrameMustUnderstandFlags) != 0 ||
           length > segment_left(p, s.segment_bytes) - kFrameHeaderBytes)
         break;
       at.in_place = true;
