@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <span>
 
 #include "util.hpp"
 
@@ -123,7 +124,9 @@ std::string header_text(const Property& p) {
     case PropertyType::Bytes: {
       out += "0x";
       char cell[4];
-      for (std::byte b : *v.bytes()) {
+      const std::span<const std::byte> bytes =
+          *v.bytes();  // not `: *v.bytes()`: the optional is a temporary
+      for (std::byte b : bytes) {
         std::snprintf(cell, sizeof cell, "%02x", static_cast<unsigned>(b));
         out += cell;
       }

@@ -49,7 +49,7 @@ struct Consumer::Impl {
   std::uint64_t observer_control = 0;
   std::uint64_t observer_position = 0;
   bool observer() const noexcept { return slot == nullptr; }
-  std::vector<std::byte> copy;  // one segment: the largest frame body
+  std::vector<std::byte> scratch;  // scratch_buffer()
 
   ~Impl() { leave(); }
 
@@ -224,14 +224,14 @@ struct Consumer::Impl {
       }
       const auto* body = reinterpret_cast<const std::byte*>(f + 1);
       if (copy) {
-        if (h.type == FrameType::Data) std::memcpy(copy_buffer(), body, h.length);
+        if (h.type == FrameType::Data) std::memcpy(scratch_buffer(h.length), body, h.length);
         // Seqlock read side: the copy's loads before the tail load.
         std::atomic_thread_fence(std::memory_order_acquire);
         if (overrun(p)) {
           r.status = lagged(p);
           break;
         }
-        body = copy_buffer();
+        body = scratch.data();
       }
       const std::uint64_t next = p + ring.frame_bytes(h.length);
       if (h.type == FrameType::Pad || log::is_control(h.type)) {
@@ -240,7 +240,8 @@ struct Consumer::Impl {
       }
       Message m;
       if (h.type != FrameType::Data ||
-          ring.decode(h, p, body, h.length, copy ? nullptr : copy_buffer(), m) != Status::Ok) {
+          ring.decode(h, p, body, h.length, copy ? nullptr : scratch_buffer(h.length), m) !=
+              Status::Ok) {
         r.status = Status::Corrupt;
         break;
       }
@@ -279,8 +280,17 @@ struct Consumer::Impl {
   }
 
   // Copied frame bodies, and the properties of in-place frames (copied so
-  // that a writer cannot change their lengths under the reader).
-  std::byte* copy_buffer() noexcept { return copy.data(); }
+  // that a writer cannot change their lengths under the reader): room for
+  // `bytes` (at most a segment), grown on demand, by doubling, so a
+  // consumer of a topic with 1 GiB segments holds what its largest frame
+  // needed, not a whole segment.
+  static constexpr std::size_t kInitialCopyBytes = 64 * 1024;
+  std::byte* scratch_buffer(std::uint64_t bytes) {
+    if (bytes > scratch.size())
+      scratch.resize(std::max<std::uint64_t>(
+          bytes, std::min<std::uint64_t>(2 * scratch.size(), ring.segment_bytes())));
+    return scratch.data();
+  }
 
   PollResult poll_wait(Handler handler, std::uint32_t max, std::chrono::nanoseconds timeout) {
     const auto now = std::chrono::steady_clock::now();
@@ -433,7 +443,8 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
   impl->ring = std::move(attached->ring);
   impl->options = options;
   log::Ring& r = impl->ring;
-  impl->copy.assign(r.segment_bytes(), std::byte{0});  // touched now: no page faults later
+  impl->scratch.assign(std::min<std::uint64_t>(r.segment_bytes(), Impl::kInitialCopyBytes),
+                       std::byte{0});  // touched now: no page faults for common frames
   detail::PollState& s = impl->state;
   s.frames = reinterpret_cast<std::byte*>(r.frame_at(0));
   s.mask = r.capacity() - 1;

@@ -85,6 +85,47 @@ TEST_F(RingTest, OfferThenPollInOrder) {
   EXPECT_EQ(c->poll([](const Message&) {}, 10).status, Status::Empty);
 }
 
+// Consumers hold a scratch buffer for copied bodies and properties that
+// starts at 64 KiB and grows to the largest frame they met (never past a
+// segment): a frame of several hundred KiB reaches an in-place reader and a
+// copying observer intact, before and after smaller ones.
+TEST_F(RingTest, FramesLargerThanTheInitialScratchArriveIntact) {
+  TopicOptions o;
+  o.segment_bytes = 1 << 20;
+  o.segment_count = 2;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  ConsumerOptions observing;
+  observing.gating = false;
+  auto c = Consumer::open(bus, "t");
+  auto observer = Consumer::open(bus, "t", observing);
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(c && observer && p);
+  std::vector<std::string> bodies = {"small", std::string(300 * 1024, 'a'), "tiny",
+                                     std::string(700 * 1024, 'b'), "last"};
+  for (std::size_t i = 0; i < bodies.size(); ++i) bodies[i][0] = static_cast<char>('0' + i);
+  const std::string big_header(1000, 'h');
+  for (const std::string& body : bodies) {
+    Property props[] = {{"n", static_cast<std::int64_t>(body.size())}, {"h", big_header}};
+    ASSERT_EQ(p->offer(bytes(body), "k", props), Status::Ok) << body.size();
+  }
+  for (Consumer* reader : {&*c, &*observer}) {
+    std::size_t seen = 0;
+    PollResult r = reader->poll(
+        [&](const Message& m) {
+          ASSERT_LT(seen, bodies.size());
+          EXPECT_EQ(text(m.payload), bodies[seen]);
+          EXPECT_EQ(m.key, "k");
+          EXPECT_EQ(m.properties.find("n").value_or("?").int64(),
+                    static_cast<std::int64_t>(bodies[seen].size()));
+          EXPECT_EQ(m.properties.find("h").value_or("?").string(), big_header);
+          ++seen;
+        },
+        100);
+    EXPECT_EQ(r.status, Status::Ok);
+    EXPECT_EQ(seen, bodies.size());
+  }
+}
+
 TEST_F(RingTest, KeyPropertiesAndTimestamp) {
   ASSERT_TRUE(Topic::create(bus, "t", small(Policy::Block)));
   auto c = Consumer::open(bus, "t");
