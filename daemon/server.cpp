@@ -873,7 +873,7 @@ void Server::watch_slot_holders() {
 
 void Server::watch_holder(std::uint64_t& control, std::uint64_t& stamp, const std::string& topic) {
   const auto [k, h] = log::read_holder(control, stamp);
-  if (!held_by_owner(log::state_of(k))) return;
+  if (!held_by_owner(log::state_of(k)) || h.pid == log::kNoHolder) return;  // parked: nobody
   const std::uint32_t pid = h.pid;
   const std::uint64_t start_time = h.start_time;
   for (auto& [id, c] : clients_) {

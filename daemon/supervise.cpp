@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "log/named_cursor.hpp"
 #include "server.hpp"
 
 namespace shmbus::daemon {
@@ -139,6 +140,16 @@ void Supervisor::scan_cursors(const std::string& name, const log::Ring& ring,
         now - seen_slot.since < timeout)
       continue;
     seen_slot.acted = true;
+    // A named cursor is durable by its owner's choice (layout.hpp, "Durable
+    // named cursors"): never evicted, only reported.
+    if (const std::string cursor = log::slot_name(s); !cursor.empty()) {
+      logf("warning", "topic " + name + "." + std::to_string(partition) + ": named cursor '" +
+                          cursor + "' stayed at " + std::to_string(position) +
+                          ", a ring behind the tail, for " + ms_text(timeout) +
+                          " (slow_consumer_timeout_ms): producers wait for it; named cursors "
+                          "are not evicted (shmbus cursor delete removes one)");
+      continue;
+    }
     if (!ring.evict(s, control)) continue;  // it moved, left or died meanwhile
     ++a.evicted;
     logf("warning", "topic " + name + "." + std::to_string(partition) + ": consumer pid " +

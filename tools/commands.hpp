@@ -51,6 +51,13 @@ struct TopicDeleteOptions {
 };
 void run_topic_delete(const Context& ctx, const TopicDeleteOptions& o);
 
+struct CursorDeleteOptions {
+  std::string topic;
+  std::string name;
+  std::uint32_t partition = 0;
+};
+void run_cursor_delete(const Context& ctx, const CursorDeleteOptions& o);
+
 // --- publish (publish.cpp) ---
 
 struct PublishOptions {
@@ -74,6 +81,7 @@ struct TailOptions {
   std::string format = "text";  // text | hex | json
   std::uint64_t count = 0;      // 0: no limit
   bool gating = false;          // take a cursor slot that holds producers back (block)
+  std::string name;             // a durable named cursor (implies gating)
 };
 void run_tail(const Context& ctx, const TailOptions& o);
 

@@ -258,6 +258,11 @@ void add_tail(CLI::App& app, Context& ctx) {
               "Read as a gating consumer: hold producers of a block topic back until tail has "
               "read (default: an observer that never holds them back and reports what it "
               "missed when they lap it, even if paused with Ctrl-Z)");
+  t->add_option("--name", o->name,
+                "Read through a durable named cursor (as a Kafka consumer group's committed "
+                "offset): resume where the last tail with this name stopped (--from applies "
+                "only to a new name); it gates like --gating, and keeps its place, holding a "
+                "block topic's producers there, until `shmbus cursor delete`");
   t->add_option("--format", o->format, "text, hex (a hexdump of each payload) or json")
       ->check(CLI::IsMember({"text", "hex", "json"}))
       ->capture_default_str();
@@ -271,9 +276,26 @@ void add_tail(CLI::App& app, Context& ctx) {
         headers (an object), and payload (a string when it is valid UTF-8) or
         payload_base64; keys and headers that are not UTF-8 are escaped as in text
 
-tail attaches as a consumer: on a block topic, a tail that is not reading (a
-paused terminal) holds producers back like any slow consumer.)");
+tail reads as an observer unless told otherwise: it never holds producers
+back, and says what it missed when they lap it. With --gating or --name, a
+tail that is not reading (a paused terminal) holds a block topic's producers
+back like any slow consumer.)");
   t->callback([&ctx, o] { run_tail(ctx, *o); });
+}
+
+void add_cursor(CLI::App& app, Context& ctx) {
+  CLI::App* cursor =
+      app.add_subcommand("cursor", "Durable named cursors (tail --name, ConsumerOptions::name)");
+  cursor->require_subcommand(1);
+  auto o = std::make_shared<CursorDeleteOptions>();
+  CLI::App* d = cursor->add_subcommand(
+      "delete",
+      "Delete a named cursor, so that it no longer holds producers back; refused "
+      "while a live consumer holds it");
+  d->add_option("topic", o->topic, "Topic name")->required();
+  d->add_option("name", o->name, "Cursor name")->required();
+  d->add_option("-p,--partition", o->partition, "Partition")->capture_default_str();
+  d->callback([&ctx, o] { run_cursor_delete(ctx, *o); });
 }
 
 void add_stat(CLI::App& app, Context& ctx) {
@@ -376,6 +398,7 @@ int main(int argc, char** argv) {
   add_topic(app, ctx);
   add_publish(app, ctx);
   add_tail(app, ctx);
+  add_cursor(app, ctx);
   add_stat(app, ctx);
   add_doctor(app, ctx);
   add_bench(app, ctx);

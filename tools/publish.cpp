@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "consumers.hpp"
 #include "header.hpp"
 #include "shmbus/producer.hpp"
 
@@ -24,8 +25,7 @@ std::string slowest_consumer(const Context& ctx, const std::string& topic, std::
   std::size_t k = 0;
   for (std::size_t i = 1; i < p.consumer_positions.size(); ++i)
     if (p.consumer_positions[i] < p.consumer_positions[k]) k = i;
-  return " (the slowest consumer, pid " + std::to_string(p.consumer_pids[k]) + ", is " +
-         std::to_string(p.tail - p.consumer_positions[k]) + " bytes behind)";
+  return " (the slowest consumer, " + consumer_text(p, k, info->options.policy) + ")";
 }
 
 class Publisher {

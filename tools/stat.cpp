@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "consumers.hpp"
 #include "log/frame_count.hpp"
 #include "log/ring.hpp"
 
@@ -44,10 +45,6 @@ Snapshot take(const Context& ctx, const std::vector<std::string>& names) {
       s.missing.push_back(n);
   }
   return s;
-}
-
-bool pid_alive(std::uint32_t pid) {
-  return pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
 constexpr std::uint64_t kMaxWalk = 100'000;  // frames per partition and refresh
@@ -168,18 +165,8 @@ std::string render_text(const Context& ctx, const Snapshot& now, const std::vect
                   static_cast<unsigned long long>(r.now->tail), msgs, rate.c_str(), fill,
                   pids.empty() ? "-" : pids.c_str());
     s += line;
-    for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k) {
-      const std::uint64_t pos = r.now->consumer_positions[k];
-      const std::uint32_t pid = r.now->consumer_pids[k];
-      std::snprintf(
-          line, sizeof line, "%-25s consumer pid %u%s  position %llu  lag %llu B\n", "", pid,
-          pid_alive(pid)              ? ""
-          : o.policy == Policy::Block ? " (exited: holds producers back until one reaps it)"
-                                      : " (exited)",
-          static_cast<unsigned long long>(pos),
-          static_cast<unsigned long long>(r.now->tail > pos ? r.now->tail - pos : 0));
-      s += line;
-    }
+    for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k)
+      s += std::string(26, ' ') + consumer_text(*r.now, k, o.policy) + "\n";
   }
   return s;
 }
@@ -188,13 +175,8 @@ std::string render_json(const Context& ctx, const Snapshot& now, const std::vect
   json parts = json::array();
   for (const Row& r : rs) {
     json consumers = json::array();
-    for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k) {
-      const std::uint64_t pos = r.now->consumer_positions[k];
-      consumers.push_back({{"pid", r.now->consumer_pids[k]},
-                           {"alive", pid_alive(r.now->consumer_pids[k])},
-                           {"position", pos},
-                           {"lag", r.now->tail > pos ? r.now->tail - pos : 0}});
-    }
+    for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k)
+      consumers.push_back(consumer_json(*r.now, k));
     parts.push_back({{"topic", r.topic},
                      {"partition", r.partition},
                      {"policy", policy_name(r.info->options.policy)},

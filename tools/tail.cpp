@@ -97,7 +97,8 @@ void run_tail(const Context& ctx, const TailOptions& o) {
   co.partition = o.partition;
   co.wait = WaitStrategy::Futex;  // a tool: sleep, do not burn a core
   co.prefault = false;
-  co.gating = o.gating;
+  co.gating = o.gating || !o.name.empty();
+  co.name = o.name;
   std::optional<std::int64_t> since;  // skip messages stamped before this
   const std::string from = o.from.empty() ? (o.follow ? "end" : "beginning") : o.from;
   if (from == "beginning") {

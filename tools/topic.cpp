@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "consumers.hpp"
 #include "log/ring.hpp"
 #include "shmbus/topic.hpp"
 
@@ -14,10 +15,6 @@ namespace shmbus::cli {
 namespace {
 
 using nlohmann::json;
-
-bool pid_alive(std::uint32_t pid) {
-  return pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
-}
 
 std::string mode_of(const Context& ctx, const std::string& topic) {
   struct stat st {};
@@ -144,13 +141,8 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
     for (std::size_t i = 0; i < info.partitions.size(); ++i) {
       const PartitionInfo& p = info.partitions[i];
       json consumers = json::array();
-      for (std::size_t k = 0; k < p.consumer_positions.size(); ++k) {
-        const std::uint64_t pos = p.consumer_positions[k];
-        consumers.push_back({{"pid", p.consumer_pids[k]},
-                             {"alive", pid_alive(p.consumer_pids[k])},
-                             {"position", pos},
-                             {"lag", p.tail > pos ? p.tail - pos : 0}});
-      }
+      for (std::size_t k = 0; k < p.consumer_positions.size(); ++k)
+        consumers.push_back(consumer_json(p, k));
       parts.push_back({{"partition", i},
                        {"tail", p.tail},
                        {"oldest", p.oldest},
@@ -184,12 +176,8 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
     for (std::size_t k = 0; k < p.producer_pids.size(); ++k)
       s += (k == 0 ? " pid " : ",") + std::to_string(p.producer_pids[k]);
     s += ", " + std::to_string(p.consumers) + " consumer(s)\n";
-    for (std::size_t k = 0; k < p.consumer_positions.size(); ++k) {
-      const std::uint64_t pos = p.consumer_positions[k];
-      s += "  consumer pid " + std::to_string(p.consumer_pids[k]) +
-           (pid_alive(p.consumer_pids[k]) ? "" : " (exited)") + " position " + std::to_string(pos) +
-           " lag " + std::to_string(p.tail > pos ? p.tail - pos : 0) + "\n";
-    }
+    for (std::size_t k = 0; k < p.consumer_positions.size(); ++k)
+      s += "  " + consumer_text(p, k, t.policy) + "\n";
   }
   (void)write_stdout(s);
 }
@@ -209,6 +197,16 @@ void run_topic_delete(const Context& ctx, const TopicDeleteOptions& o) {
     s += std::to_string(attached) +
          " producer/consumer attachment(s) still map it and keep their memory until they exit\n";
   (void)write_stdout(s);
+}
+
+void run_cursor_delete(const Context& ctx, const CursorDeleteOptions& o) {
+  const TopicInfo info = describe_or_fail(ctx, o.topic);
+  check_partition(info, o.partition);
+  if (auto ok = Topic::delete_cursor(ctx.bus, o.topic, o.partition, o.name); !ok)
+    fail(ok.error().code == ENOENT ? kNotFound : kFailed,
+         "cannot delete cursor: " + ok.error().message);
+  (void)write_stdout("deleted cursor '" + o.name + "' of " + o.topic + "." +
+                     std::to_string(o.partition) + "\n");
 }
 
 }  // namespace shmbus::cli

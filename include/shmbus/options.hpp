@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 
 namespace shmbus {
 
@@ -99,6 +100,15 @@ struct ConsumerOptions {
   // frame out and validates it against the tail, as `overwrite` readers do,
   // and gets Lagged with the lost range when producers lap it. Never Evicted.
   bool gating = true;
+  // Non-empty: a durable named cursor (Kafka's committed offset, a JMS
+  // durable subscription). Its slot belongs to the name, not to this
+  // process: it keeps its position, and keeps gating `block` producers
+  // there, after this consumer closes or dies, until Topic::delete_cursor.
+  // Opening the name again resumes at that position (`start` applies only
+  // when the name is new); one holder at a time (EBUSY while it lives).
+  // Positions are stored per poll batch: a holder that dies mid-batch has
+  // that batch delivered again (at least once). 1..63 of [A-Za-z0-9._-].
+  std::string name;
 };
 
 }  // namespace shmbus

@@ -26,7 +26,8 @@ struct PartitionInfo {
   // A snapshot for monitoring (shmbus stat), read without stopping anyone.
   std::uint64_t oldest = 0;                  // the oldest position still in the ring
   std::vector<std::uint32_t> producer_pids;  // of active producers
-  std::vector<std::uint32_t> consumer_pids;  // of active consumers, as consumer_positions
+  std::vector<std::uint32_t> consumer_pids;  // as consumer_positions; 0: a parked named cursor
+  std::vector<std::string> consumer_names;   // as consumer_positions; "": anonymous
 };
 
 struct TopicInfo {
@@ -42,6 +43,12 @@ class Topic {
   static Result<TopicInfo> describe(std::string_view bus, std::string_view topic);
   // Removes the topic's files; processes that mapped them keep their mappings.
   static Outcome remove(std::string_view bus, std::string_view topic);
+  // Deletes a durable named cursor (ConsumerOptions::name) of one partition,
+  // so that it no longer holds producers back. ENOENT when there is none of
+  // that name, EBUSY while a live consumer holds it. Needs the topic's
+  // consumer permission.
+  static Outcome delete_cursor(std::string_view bus, std::string_view topic,
+                               std::uint32_t partition, std::string_view name);
 };
 
 }  // namespace shmbus

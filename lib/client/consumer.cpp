@@ -5,10 +5,13 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <random>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "client/attach.hpp"
+#include "log/named_cursor.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
 #include "shm/asymmetric_fence.hpp"
@@ -53,12 +56,16 @@ struct Consumer::Impl {
 
   ~Impl() { leave(); }
 
+  bool named() const noexcept { return !options.name.empty(); }
+
   // Frees our slot, ACTIVE or EVICTED (an evicted slot stays taken until its
-  // owner leaves it). Afterwards slot_control matches no slot's control again:
+  // owner leaves it), or parks a named one (it stays, gating at its
+  // position). Afterwards slot_control matches no slot's control again:
   // every new holder takes a new generation (wrapping only after 2^30), so
   // poll() says Evicted until a rejoin.
   void leave() noexcept {
     if (slot == nullptr) return;
+    if (named()) return log::park(*slot, slot_control);
     for (SlotState from : {SlotState::Active, SlotState::Evicted}) {
       std::uint64_t c = log::with_state(slot_control, from);
       if (atomic(slot->control)
@@ -68,9 +75,19 @@ struct Consumer::Impl {
     }
   }
 
+  void hold(log::CursorSlot& s, std::uint64_t mine) noexcept {
+    slot = &s;
+    slot_control = mine;
+    state.control_word = &s.control;
+    state.position_word = &s.position;
+  }
+
   // Takes a free slot at position t0: Free -> Joining (invisible to
   // producers), fill it in, Joining -> Active (seq_cst: the join protocol).
-  bool join(std::uint64_t t0) noexcept {
+  // A named slot yields to another slot of its name (layout.hpp, "Durable
+  // named cursors").
+  enum class Joined : std::uint8_t { Yes, NameTaken, NoSlot };
+  Joined join(std::uint64_t t0) noexcept {
     const shm::ProcessId me = shm::self();
     for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
       log::CursorSlot& s = ring.cursor_slot(i);
@@ -80,21 +97,77 @@ struct Consumer::Impl {
       if (!taken) continue;
       std::uint64_t joining = *taken;
       atomic(s.position).store(t0, std::memory_order_relaxed);
+      log::write_slot_name(s, options.name);
+      if (named() && log::name_taken_elsewhere(ring, s, options.name)) {
+        atomic(s.control).compare_exchange_strong(
+            joining, log::with_state(joining, SlotState::Free), std::memory_order_acq_rel);
+        return Joined::NameTaken;
+      }
       const std::uint64_t mine = log::with_state(joining, SlotState::Active);
       // Reapers take only a dead holder's slot: this fails only on damage.
       if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_seq_cst))
         continue;
-      slot = &s;
-      slot_control = mine;
-      state.control_word = &s.control;
-      state.position_word = &s.position;
-      return true;
+      hold(s, mine);
+      return Joined::Yes;
     }
-    return false;
+    return Joined::NoSlot;
   }
-  bool join_or_reap(std::uint64_t t0) noexcept {
+  Joined join_or_reap(std::uint64_t t0) noexcept {
     // No free slot: slots of consumers that died (kill -9) are taken back first.
-    return join(t0) || (ring.reap_dead_consumers(UINT64_MAX) != 0 && join(t0));
+    const Joined j = join(t0);
+    if (j != Joined::NoSlot || ring.reap_dead_consumers(UINT64_MAX) == 0) return j;
+    return join(t0);
+  }
+
+  // A named consumer's slot: the one of its name, taken over, else a new
+  // one. Returns whether it took over (and so resumes at its position).
+  Result<bool> hold_name(std::uint64_t t0) {
+    const std::string where = "cursor '" + options.name + "' on " + ring.name();
+    std::minstd_rand pause(static_cast<std::uint32_t>(shm::self().pid));
+    for (int attempt = 0; attempt < kNameAttempts; ++attempt) {
+      if (const std::optional<log::NamedSlot> found = log::find_named(ring, options.name)) {
+        if (log::holder_alive(found->control, found->slot->stamp))
+          return Error{EBUSY, where + " is held by pid " +
+                                  std::to_string(log::pid_of(found->control)) +
+                                  " (a named cursor has one holder at a time)"};
+        if (const auto mine = log::take_over(*found->slot, found->control, shm::self())) {
+          hold(*found->slot, *mine);
+          return true;
+        }
+        continue;  // taken over or deleted meanwhile: look again
+      }
+      switch (join_or_reap(t0)) {
+        case Joined::Yes:
+          return false;
+        case Joined::NoSlot:
+          return no_slot();
+        case Joined::NameTaken:  // a creator at the same time: one of us goes on
+          std::this_thread::sleep_for(std::chrono::microseconds(10 + pause() % 1000));
+          break;
+      }
+    }
+    return Error{EAGAIN, where + ": other consumers kept creating it at the same time; try again"};
+  }
+  static constexpr int kNameAttempts = 1000;
+
+  // A taken-over named cursor resumes at its stored position, which is
+  // checked like a seek; lapped (`overwrite`), the first poll says Lagged.
+  Outcome resume(std::uint64_t t) {
+    const std::uint64_t p = atomic(slot->position).load(std::memory_order_acquire);
+    auto damaged = [&](const std::string& why) {
+      return Error{EPROTO, "cursor '" + options.name + "' on " + ring.name() +
+                               " is damaged: its position " + std::to_string(p) + " " + why +
+                               " (delete the cursor to start it again)"};
+    };
+    if (p % ring.alignment() != 0)
+      return damaged("is not a multiple of the frame alignment " +
+                     std::to_string(ring.alignment()));
+    if (p > t) return damaged("is past the tail " + std::to_string(t));
+    position = published = p;
+    if (p < ring.oldest_intact(t)) return Done{};
+    if (auto ok = check_boundary(p, t); !ok && ok.error().code != ERANGE)
+      return damaged("is not where a frame starts (" + ok.error().message + ")");
+    return Done{};
   }
   Error no_slot() const {
     return Error{EBUSY, "topic partition " + ring.name() + " has all " +
@@ -265,7 +338,7 @@ struct Consumer::Impl {
     leave();
     const std::uint64_t t0 = ring.tail().load(std::memory_order_acquire);
     if (t0 % ring.alignment() != 0) return damaged_tail(t0);
-    if (!join_or_reap(t0)) return no_slot();
+    if (join_or_reap(t0) != Joined::Yes) return no_slot();
     const std::uint64_t t_join = ring.tail().load(std::memory_order_seq_cst);
     lost = {position, t0 > position ? t0 : position};
     position = published = t0;
@@ -456,9 +529,22 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
   const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
   if (t0 % r.alignment() != 0) return impl->damaged_tail(t0);
   std::uint64_t t_join = 0;
-  if (options.gating) {
+  bool resumed = false;
+  if (impl->named()) {
+    if (!options.gating)
+      return Error{EINVAL, "cursor '" + options.name + "' on " + r.name() +
+                               ": a named cursor holds a slot; an observer (gating = false) "
+                               "has none"};
+    if (auto ok = log::check_cursor_name(options.name); !ok) return ok.error();
+    // Taken over, the slot kept gating all along; new, it joined as below.
+    auto held = impl->hold_name(t0);
+    if (!held) return held.error();
+    resumed = *held;
+    t_join = r.tail().load(std::memory_order_seq_cst);
+    impl->safe_from = t_join;
+  } else if (options.gating) {
     // Join: take a free slot, make it Active (seq_cst), then read the tail as T_join.
-    if (!impl->join_or_reap(t0)) return impl->no_slot();
+    if (impl->join_or_reap(t0) != Impl::Joined::Yes) return impl->no_slot();
     t_join = r.tail().load(std::memory_order_seq_cst);
     impl->safe_from = t_join;
   } else {
@@ -471,6 +557,10 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
     impl->safe_from = ~std::uint64_t{0};
   }
   impl->published = t0;
+  if (resumed) {
+    if (auto ok = impl->resume(t_join); !ok) return ok.error();
+    return Consumer(std::move(impl));
+  }
   switch (options.start) {
     case ConsumerOptions::Start::Latest:
       impl->position = t0;

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "client/attach.hpp"
+#include "log/named_cursor.hpp"
 #include "log/ring.hpp"
 #include "log/topic_files.hpp"
 #include "shm/file.hpp"
@@ -115,7 +116,11 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
       if (log::state_of(c) != log::SlotState::Active) continue;
       ++part.consumers;
       part.consumer_positions.push_back(log::atomic(s.position).load(std::memory_order_acquire));
-      part.consumer_pids.push_back(log::pid_of(c));
+      std::string name = log::slot_name(s);
+      // A named cursor whose holder closed or died is parked: nobody holds it.
+      part.consumer_pids.push_back(name.empty() || log::holder_alive(c, s.stamp) ? log::pid_of(c)
+                                                                                 : log::kNoHolder);
+      part.consumer_names.push_back(std::move(name));
     }
     info.partitions.push_back(std::move(part));
   }
@@ -132,6 +137,15 @@ Outcome Topic::remove(std::string_view bus, std::string_view topic) {
     return ask_daemon(*socket, std::move(request), "delete topic " + std::string(topic));
   }
   return log::remove_topic_files(shm::bus_directory(bus), topic);
+}
+
+Outcome Topic::delete_cursor(std::string_view bus, std::string_view topic, std::uint32_t partition,
+                             std::string_view name) {
+  if (auto ok = log::check_cursor_name(name); !ok) return ok.error();
+  // As a consumer: the daemon checks the ACL and hands over the cursor file.
+  auto attached = log::attach(bus, topic, partition, false, false);
+  if (!attached) return attached.error();
+  return log::delete_named(attached->ring, name);
 }
 
 }  // namespace shmbus

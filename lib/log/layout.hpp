@@ -206,6 +206,33 @@
 // poll() checks at its start, before each in-place delivery and after the
 // last one: a batch that ends Evicted delivered intact messages except
 // perhaps the last (its handler may have read bytes overwritten meanwhile).
+//
+// Durable named cursors (ConsumerOptions::name; the spiller's, a group's).
+// A cursor slot may carry a name (CursorSlot::name, written while Joining).
+// A named slot belongs to the name, not to a process: it stays ACTIVE, and
+// so keeps gating `block` producers at its position, when its holder closes
+// (the holder moves it to ACTIVE with pid 0, "parked") or dies (reapers
+// leave named ACTIVE slots alone but take back an `asleep` count), and is
+// freed only by deleting the name (Topic::delete_cursor). shmbusd does not
+// evict a named cursor as slow; it logs it. Who writes what:
+//   take over (name found ACTIVE, holder dead or 0): CAS control from the
+//     seen word to ACTIVE(gen+1, me) (seq_cst); stamp; the slot never stops
+//     gating, and one CAS decides between two openers;
+//   create (name not found): Free -> Joining (take_slot), write name and
+//     position, seq_cst fence, then look at every other slot: one that is
+//     Joining or ACTIVE under the same name with a live holder (or parked)
+//     makes us yield (back to Free, retry after a random pause: a parked or
+//     finished one is then taken over, a live one refused); else Joining ->
+//     ACTIVE (seq_cst). Two creators each write the name before the fence
+//     and look after it, so at least one sees the other (Dekker) and yields:
+//     never two slots of one name.
+//   delete: take_slot (Joining, naming the deleter), zero the name, Free; a
+//     live holder is refused.
+// The stored position is read like anything in shared memory: it must be a
+// frame boundary not past the tail (checked as a seek); below the ring's
+// oldest frame (an `overwrite` topic lapped it) the first poll says Lagged.
+// Positions are published after each poll batch, so a holder that dies
+// mid-batch has that batch delivered again to the next one: at least once.
 #pragma once
 
 #include <atomic>
@@ -421,15 +448,25 @@ static_assert(sizeof(CursorConfig) == 64);
 // message forever; the generation keeps it from taking a later owner's count.
 // An owner that dies between the two steps leaves a count behind (extra
 // wake-ups, never a missed one).
+// `name`: a durable named cursor's name ("Durable named cursors" above),
+// NUL-padded, at most kMaxCursorName bytes; all zero: anonymous. Words, so
+// that readers load what a joiner may be writing with relaxed atomics.
+inline constexpr std::size_t kCursorNameWords = 8;
+inline constexpr std::size_t kMaxCursorName = kCursorNameWords * 8 - 1;
 struct alignas(kFalseSharingRange) CursorSlot {
   std::uint64_t position;  // consumer: store release per batch; Ring::gate: load acquire
   std::uint64_t control;   // state | pid | generation; CAS (owner, reapers, shmbusd's eviction)
   std::uint32_t reserved0;
   std::uint32_t asleep;  // owner: store; reapers: CAS (above)
   std::uint64_t stamp;   // holder: make_stamp, right after taking the slot
+  std::uint64_t reserved1[4];
+  std::uint64_t name[kCursorNameWords];  // joiner and deleter, while Joining: relaxed stores
 };
 static_assert(sizeof(CursorSlot) == 128);
 static_assert(offsetof(CursorSlot, asleep) == 20);
+static_assert(offsetof(CursorSlot, name) == 64);
+// The pid of a parked named slot's holder: nobody.
+inline constexpr std::uint32_t kNoHolder = 0;
 // The `asleep` value of an owner of `generation`: never 0.
 inline constexpr std::uint32_t asleep_mark(std::uint64_t generation) {
   return static_cast<std::uint32_t>(generation) | 0x80000000u;

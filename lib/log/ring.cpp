@@ -298,6 +298,13 @@ std::uint64_t Ring::gate(std::uint64_t tail_seen, const ProducerSlot* self,
   return g;
 }
 
+bool holder_alive(std::uint64_t c, std::uint64_t& stamp) {
+  shm::ProcessId h = holder_of(c, atomic(stamp).load(std::memory_order_relaxed));
+  if (h.pid == kNoHolder) return false;
+  if (h.start_time == 0) h.start_time = shm::start_time_of(static_cast<pid_t>(h.pid));
+  return shm::alive(h);
+}
+
 namespace {
 // A slot is reapable when it is taken (Active, Evicted, or Joining: being
 // filled in or being reaped by someone who may have died too) and its holder,
@@ -307,9 +314,7 @@ bool holder_dead(std::uint64_t c, std::uint64_t& stamp) {
   const SlotState state = state_of(c);
   if (state != SlotState::Active && state != SlotState::Joining && state != SlotState::Evicted)
     return false;
-  shm::ProcessId h = holder_of(c, atomic(stamp).load(std::memory_order_relaxed));
-  if (h.start_time == 0) h.start_time = shm::start_time_of(static_cast<pid_t>(h.pid));
-  return !shm::alive(h);
+  return !holder_alive(c, stamp);
 }
 }  // namespace
 
@@ -376,6 +381,9 @@ std::uint32_t Ring::reap_dead_consumers(std::uint64_t below) const noexcept {
     std::uint32_t mark = asleep_mark(generation_of(c));
     if (atomic(s.asleep).compare_exchange_strong(mark, 0, std::memory_order_acq_rel))
       atomic(cursor_header()->waiters).fetch_sub(1, std::memory_order_release);
+    // A named cursor outlives its holder (layout.hpp, "Durable named cursors").
+    if (state_of(c) == SlotState::Active && atomic(s.name[0]).load(std::memory_order_relaxed) != 0)
+      continue;
     // The CAS on the whole control word fails if the slot changed owner meanwhile.
     if (atomic(s.control).compare_exchange_strong(c, with_state(c, SlotState::Free),
                                                   std::memory_order_acq_rel))

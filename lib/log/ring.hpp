@@ -35,6 +35,11 @@ inline std::atomic_ref<T> atomic(T& word) noexcept {
 std::string ring_path(const std::string& dir, std::string_view topic, std::uint32_t partition);
 std::string cursor_path(const std::string& dir, std::string_view topic, std::uint32_t partition);
 
+// Whether the holder named in a slot's control word `c` (and its stamp) is
+// alive; a parked named cursor's (kNoHolder) never is. A holder that has not
+// stamped the slot yet is judged by its pid alone (layout.hpp, SlotState).
+bool holder_alive(std::uint64_t c, std::uint64_t& stamp);
+
 class Ring {
  public:
   // Creates both files of one partition.
@@ -181,7 +186,8 @@ class Ring {
   // the holders of the producer slots it must judge, so callers ask it
   // rarely (after a reader has been stuck a while).
   std::optional<std::uint64_t> abandoned_until(std::uint64_t p) const noexcept;
-  // Frees cursor slots below `below` whose owner process is dead. Returns how many.
+  // Frees cursor slots below `below` whose owner process is dead, except
+  // named ACTIVE ones (they belong to their name). Returns how many.
   std::uint32_t reap_dead_consumers(std::uint64_t below) const noexcept;
   // Pads over the open claims of dead producers and frees their slots.
   std::uint32_t reap_dead_producers() const noexcept;

@@ -581,7 +581,8 @@ def test_stat_once(env):
         ("t", 0, 512, 16384)
     assert part["msgs_per_s"] == 0 and part["bytes_per_s"] == 0 and part["fill"] == pytest.approx(128 / 16384)
     assert part["producer_pids"] == []
-    assert part["consumers"] == [{"pid": bg.p.pid, "alive": True, "position": 384, "lag": 128}]
+    assert part["consumers"] == [{"pid": bg.p.pid, "alive": True, "name": None, "position": 384,
+                                  "lag": 128}]
     code, stdout, stderr = bg.stop()
     assert code == 0, stderr
     assert [l.split("payload=")[1] for l in stdout.splitlines()] == \
@@ -678,3 +679,31 @@ def test_paused_tail_does_not_stop_producers(env):
     gating.p.send_signal(signal.SIGCONT)
     assert publisher.wait(timeout=TIMEOUT) == 0, publisher.stderr.read()
     gating.stop()
+
+
+def test_tail_by_name_resumes_and_cursor_delete_removes_it(env):
+    """`tail --name` reads through a durable named cursor: the next tail of
+    that name goes on where the last one stopped, the cursor stays (parked,
+    holding a block topic's producers back) until `cursor delete`."""
+    run(env, "topic", "create", "t", "--segment-bytes", "4096", "--segments", "2")
+    run(env, "publish", "t", "a", "b", "c")
+    payloads = lambda stdout: [l.split("payload=")[1] for l in stdout.splitlines()]
+    assert payloads(out(env, "tail", "t", "--name", "audit", "-n", "2")) == ['"a"', '"b"']
+    [cursor] = consumers(env, "t")
+    assert (cursor["name"], cursor["alive"], cursor["pid"]) == ("audit", False, 0)
+    assert "cursor 'audit' parked (no holder; holds producers back" in \
+        out(env, "topic", "describe", "t")
+    run(env, "publish", "t", "d")
+    # --from is for a new name only: this one resumes.
+    assert payloads(out(env, "tail", "t", "--name", "audit", "--from", "end")) == ['"c"', '"d"']
+    assert out(env, "tail", "t", "--name", "audit") == ""
+    # Parked, it gates: a ring of publishes is Full behind it.
+    many = b"".join(b"y" * 1000 + b"\n" for _ in range(20))
+    full = run(env, "publish", "t", "--timeout", "0", input=many, expect=1)
+    assert b"cursor 'audit'" in full.stderr, full.stderr
+    assert out(env, "cursor", "delete", "t", "audit") == "deleted cursor 'audit' of t.0\n"
+    assert consumers(env, "t") == []
+    again = run(env, "cursor", "delete", "t", "audit", expect=3)
+    assert b"cursor 'audit' on t.0 does not exist" in again.stderr, again.stderr
+    bad = run(env, "tail", "t", "--name", "no/slash", expect=1)
+    assert b"cursor name 'no/slash' is invalid" in bad.stderr, bad.stderr

@@ -1,0 +1,22 @@
+// tools/consumers.hpp — how describe and stat show a partition's cursors:
+// anonymous consumers by pid, named cursors by name (held by a pid, or
+// parked: nobody holds it, and on a block topic it still holds producers back).
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "shmbus/options.hpp"
+#include "shmbus/topic.hpp"
+
+namespace shmbus::cli {
+
+// Whether pid names a live process (0, a parked cursor's holder, never does).
+bool pid_alive(std::uint32_t pid);
+// The k-th cursor of p, one line without indentation or newline.
+std::string consumer_text(const PartitionInfo& p, std::size_t k, Policy policy);
+// The k-th cursor of p: pid, alive, name (null when anonymous), position, lag.
+nlohmann::json consumer_json(const PartitionInfo& p, std::size_t k);
+
+}  // namespace shmbus::cli
