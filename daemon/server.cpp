@@ -656,13 +656,18 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
     }
     case MsgType::ListTopics: {
       reply.type = MsgType::Listed;
-      std::size_t bytes = control::kHeaderBytes + 4;
-      for (const auto& [name, t] : topics_) {
+      std::size_t bytes = control::kHeaderBytes + 4 + 1;
+      // A page after req.name, in name order; the client asks for the next.
+      for (auto it = topics_.upper_bound(req.name); it != topics_.end(); ++it) {
+        const auto& [name, t] = *it;
         // Only the topics the peer may attach to, as DescribeTopic.
         if (!granted(c, *t, control::Role::Consumer) && !granted(c, *t, control::Role::Producer))
           continue;
         bytes += 2 + name.size();
-        if (bytes > control::kMaxReply) break;  // the rest does not fit one reply
+        if (bytes > control::kMaxReply) {
+          reply.more = true;
+          break;
+        }
         reply.names.push_back(name);
       }
       return reply;

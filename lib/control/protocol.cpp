@@ -225,6 +225,8 @@ std::vector<std::byte> encode(const Message& m) {
       body.put(static_cast<std::uint8_t>(m.role));
       break;
     case MsgType::ListTopics:
+      body.str(m.name);
+      break;
     case MsgType::Stats:
       break;
     case MsgType::Ok:
@@ -250,6 +252,7 @@ std::vector<std::byte> encode(const Message& m) {
     case MsgType::Listed:
       body.put(static_cast<std::uint32_t>(m.names.size()));
       for (const auto& n : m.names) body.str(n);
+      body.put(static_cast<std::uint8_t>(m.more ? 1 : 0));
       break;
     case MsgType::Attached:
       body.put(m.partition);
@@ -343,6 +346,8 @@ Decoded decode(std::span<const std::byte> bytes, bool truncated, bool hello_done
         r.fail(ErrorCode::Invalid, "role must be 1 (producer) or 2 (consumer)");
       break;
     case MsgType::ListTopics:
+      m.name = r.str(kMaxName, "topic name to list after");
+      break;
     case MsgType::Stats:
       break;
     case MsgType::Ok:
@@ -374,6 +379,7 @@ Decoded decode(std::span<const std::byte> bytes, bool truncated, bool hello_done
       const auto n = r.get<std::uint32_t>();
       for (std::uint32_t i = 0; i < n && !r.failed(); ++i)
         m.names.push_back(r.str(kMaxName, "topic name"));
+      m.more = r.get<std::uint8_t>() != 0;
       break;
     }
     case MsgType::Attached:

@@ -34,7 +34,10 @@
 //                   root or the owner of its files only.
 //   DescribeTopic   str topic                     -> Described: opts, acl, u32 n,
 //                                                    n x (u64 tail, u32 producers, u32 consumers)
-//   ListTopics      (empty)                       -> Listed: u32 n, n x str
+//   ListTopics      str after                     -> Listed: u32 n, n x str, u8 more
+//                   A page of the names after `after` ("" = from the first),
+//                   in order, as many as fit one reply; more = 1: ask again
+//                   from the last name listed.
 //   AttachProducer  str topic, u32 partition      -> Attached: u32 partition, u8 role,
 //   AttachConsumer  str topic, u32 partition         u64 ring_bytes; SCM_RIGHTS: ring fd
 //                                                    (O_RDWR producers, O_RDONLY consumers),
@@ -172,6 +175,7 @@ struct Message {
   Acl acl;
   std::vector<PartitionStat> partitions;  // Described
   std::vector<std::string> names;         // Listed
+  bool more = false;                      // Listed: names after the last one remain
   std::uint32_t pid = 0;                  // Ok after Hello
   Role role = Role::Producer;             // Attached, Reattach
   std::uint64_t ring_bytes = 0;           // Attached

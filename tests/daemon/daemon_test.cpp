@@ -231,6 +231,39 @@ TEST_F(Daemon, CreateDescribeListDelete) {
   EXPECT_EQ(r->message.stats.topics, 1u);
 }
 
+// More names than one reply holds (64 KiB): ListTopics pages in name
+// order, says `more` while names remain, and loses or repeats none.
+TEST_F(Daemon, ListTopicsPagesWhatOneReplyCannotHold) {
+  start();
+  Connection c = connect();
+  std::vector<std::string> made;
+  for (int i = 0; i < 400; ++i) {  // 400 x ~200 B of names: two pages
+    char prefix[8];
+    std::snprintf(prefix, sizeof prefix, "%04d-", i);
+    made.push_back(prefix + std::string(195, 'n'));
+    auto r = c.call(create_request(made.back()));
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->message.type, MsgType::Ok) << r->message.text;
+  }
+  std::vector<std::string> listed;
+  int pages = 0;
+  for (std::string after;; ++pages) {
+    ASSERT_LT(pages, 10);
+    Message list;
+    list.type = MsgType::ListTopics;
+    list.name = after;
+    auto r = c.call(list);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->message.type, MsgType::Listed) << r->message.text;
+    ASSERT_FALSE(r->message.names.empty());
+    listed.insert(listed.end(), r->message.names.begin(), r->message.names.end());
+    if (!r->message.more) break;
+    after = r->message.names.back();
+  }
+  EXPECT_EQ(pages, 1);  // two replies
+  EXPECT_EQ(listed, made);
+}
+
 TEST_F(Daemon, AttachPassesDescriptors) {
   start();
   Connection c = connect();
