@@ -22,6 +22,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "control/acl.hpp"
 #include "control/client.hpp"
 #include "log/topic_files.hpp"
 #include "shm/file.hpp"
@@ -61,10 +62,6 @@ std::vector<gid_t> peer_groups(int sock, gid_t gid) {
     groups.resize(len / sizeof(gid_t) + 1);
   }
   return out;
-}
-
-bool contains(const std::vector<std::uint32_t>& v, std::uint32_t x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
 }
 
 // Whether a slot in `state` is its owner's: Active, or Evicted (taken from a
@@ -543,18 +540,12 @@ void Server::serve(std::uint64_t id) {
 }
 
 bool Server::granted(const Client& c, const Topic& t, control::Role role) const {
-  if (c.uid == 0 || c.uid == t.acl.owner_uid) return true;
-  const bool producer = role == control::Role::Producer;
-  const auto& users = producer ? t.acl.producer_users : t.acl.consumer_users;
-  const auto& groups = producer ? t.acl.producer_groups : t.acl.consumer_groups;
-  if (contains(users, c.uid)) return true;
-  // Members of the topic's group get what the mode's group bits give them.
-  const std::uint32_t group_bit = producer ? 0020 : 0040;
-  for (gid_t g : c.groups) {
-    if (contains(groups, g)) return true;
-    if (g == t.acl.group_gid && (t.acl.mode & group_bit) != 0) return true;
-  }
-  return false;
+  static_assert(sizeof(gid_t) == sizeof(std::uint32_t));
+  return control::acl_grants(
+      t.acl, c.uid,
+      std::span<const std::uint32_t>(reinterpret_cast<const std::uint32_t*>(c.groups.data()),
+                                     c.groups.size()),
+      role);
 }
 
 control::Message Server::create_topic(const Client& c, const control::Message& req) {
