@@ -92,7 +92,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
   const std::uint64_t period = bench::period_ticks(o.rate, ns_per_tick);
 
   RootGuard root_guard;
-  const std::string socket = log::daemon_socket(ctx.bus).value_or("");
+  const std::string socket = client::daemon_socket(ctx.bus).value_or("");
   if (socket.empty()) bench::make_root("shmbus-bench");
   bench::BenchTopics topics(ctx.bus);
   TopicOptions topic = bench::latency_topic();

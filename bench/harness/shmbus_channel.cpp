@@ -14,7 +14,7 @@
 
 namespace shmbus::bench {
 BenchTopics::BenchTopics(std::string bus)
-    : bus_(std::move(bus)), socket_(log::daemon_socket(bus_).value_or("")) {}
+    : bus_(std::move(bus)), socket_(client::daemon_socket(bus_).value_or("")) {}
 
 BenchTopics::~BenchTopics() {
   for (const std::string& t : made_)

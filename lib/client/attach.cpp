@@ -9,7 +9,7 @@
 #include "shm/file.hpp"
 #include "shm/name.hpp"
 
-namespace shmbus::log {
+namespace shmbus::client {
 
 std::optional<std::string> daemon_socket(std::string_view bus) {
   const char* env = std::getenv("SHMBUS_SOCKET");
@@ -24,7 +24,7 @@ Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uin
   if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
   const std::optional<std::string> found = daemon_socket(bus);
   if (!found) {  // no daemon: the embedded path
-    auto ring = Ring::open(shm::bus_directory(bus), topic, partition, producer, prefault);
+    auto ring = log::Ring::open(shm::bus_directory(bus), topic, partition, producer, prefault);
     if (!ring) return ring.error();
     return Attachment{std::move(ring).value(), {}};
   }
@@ -44,8 +44,8 @@ Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uin
                              reply->message.text};
   if (reply->message.type != control::MsgType::Attached || reply->fds.size() != 2)
     return Error{EPROTO, "shmbusd (" + socket + ") sent an unexpected reply to attach"};
-  auto ring = Ring::open_fds(reply->fds[0].get(), reply->fds[1].get(), topic, partition, producer,
-                             prefault);
+  auto ring = log::Ring::open_fds(reply->fds[0].get(), reply->fds[1].get(), topic, partition,
+                                  producer, prefault);
   if (!ring) return ring.error();
   control::HeldSlot held{socket, std::string(topic), partition,
                          producer ? control::Role::Producer : control::Role::Consumer};
@@ -53,7 +53,7 @@ Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uin
                     control::Supervision::start(std::move(conn).value(), std::move(held))};
 }
 
-}  // namespace shmbus::log
+}  // namespace shmbus::client
 
 namespace shmbus::detail {
 

@@ -20,7 +20,7 @@
 #include "control/link.hpp"
 #include "log/ring.hpp"
 
-namespace shmbus::log {
+namespace shmbus::client {
 
 // The control socket of the bus's daemon (SHMBUS_SOCKET, else
 // control::default_socket_path(bus)) when it exists; nullopt: no daemon, the
@@ -28,11 +28,11 @@ namespace shmbus::log {
 std::optional<std::string> daemon_socket(std::string_view bus);
 
 struct Attachment {
-  Ring ring;
+  log::Ring ring;
   control::Supervision daemon;  // inactive on the embedded path
 };
 
 Result<Attachment> attach(std::string_view bus, std::string_view topic, std::uint32_t partition,
                           bool producer, bool prefault);
 
-}  // namespace shmbus::log
+}  // namespace shmbus::client

@@ -236,6 +236,21 @@ struct Consumer::Impl {
     return true;
   }
 
+  // Goes past an abandoned claim at p (Ring::abandoned_until): Moved when
+  // `position` went on; Lapped when a copying reader was lapped meanwhile
+  // (it stays at p: the caller says Lagged); No when p is not abandoned.
+  enum class Past : std::uint8_t { No, Moved, Lapped };
+  Past past_abandoned(std::uint64_t p) noexcept {
+    const std::optional<std::uint64_t> next = ring.abandoned_until(p);
+    if (!next) return Past::No;
+    if (copying(p)) {
+      std::atomic_thread_fence(std::memory_order_acquire);  // the walk's loads before the tail
+      if (overrun(p)) return Past::Lapped;
+    }
+    position = *next;
+    return Past::Moved;
+  }
+
   // The common case runs in shmbus/detail/poll_in_place.hpp (inlined into
   // Consumer::poll's callers; here for poll_wait), the rest here.
   PollResult poll(Handler handler, std::uint32_t max) {
@@ -272,17 +287,13 @@ struct Consumer::Impl {
           break;
         }
         if (!stuck_long_enough(p, true)) break;
-        const std::optional<std::uint64_t> next = ring.abandoned_until(p);
-        if (!next) break;
+        const Past past = past_abandoned(p);
+        if (past == Past::No) break;
         in_place = in_place || !copying(p);  // read in place: trusted only if not evicted
-        if (copying(p)) {
-          std::atomic_thread_fence(std::memory_order_acquire);  // the walk's loads before the tail
-          if (overrun(p)) {
-            r.status = lagged(p);
-            break;
-          }
+        if (past == Past::Lapped) {
+          r.status = lagged(p);
+          break;
         }
-        position = *next;
         continue;
       }
       FrameHeader h;
@@ -376,14 +387,8 @@ struct Consumer::Impl {
       if (r.status != Status::Empty || max == 0) return r;
       // A sleeper is woken by commits only, which a hole at our position
       // never gets: look at it here too.
-      if (stuck_long_enough(position, false)) {
-        if (const std::optional<std::uint64_t> next = ring.abandoned_until(position)) {
-          std::atomic_thread_fence(std::memory_order_acquire);  // the walk's loads before the tail
-          // Lapped meanwhile: poll() says Lagged. Evicted: poll() says so.
-          if (!(copying(position) && overrun(position))) position = *next;
-          continue;
-        }
-      }
+      // Lapped meanwhile: poll() says Lagged. Evicted: poll() says so.
+      if (stuck_long_enough(position, false) && past_abandoned(position) != Past::No) continue;
       if (options.wait == WaitStrategy::Futex && backoff.spun_out()) {
         sleep_until_commit(deadline);
       } else {
@@ -509,7 +514,7 @@ struct Consumer::Impl {
 
 Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view topic,
                                           const ConsumerOptions& options) {
-  auto attached = log::attach(bus, topic, options.partition, false, options.prefault);
+  auto attached = client::attach(bus, topic, options.partition, false, options.prefault);
   if (!attached) return attached.error();
   auto impl = std::make_unique<Impl>();
   impl->daemon = std::move(attached->daemon);

@@ -338,7 +338,7 @@ struct Producer::Impl {
 
 Result<Producer> Producer::open_partition(std::string_view bus, std::string_view topic,
                                           const ProducerOptions& options) {
-  auto attached = log::attach(bus, topic, options.partition, true, options.prefault);
+  auto attached = client::attach(bus, topic, options.partition, true, options.prefault);
   if (!attached) return attached.error();
   if (options.pretouch_next_frame && !attached->ring.exclusive())
     return Error{EINVAL, "topic partition " + attached->ring.name() +

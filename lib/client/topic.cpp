@@ -56,7 +56,7 @@ Result<int> caller_side_node(const Placement& p) {
 Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicOptions& options) {
   if (auto ok = shm::check_name("bus", bus); !ok) return ok.error();
   if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
-  if (auto socket = log::daemon_socket(bus)) {
+  if (auto socket = client::daemon_socket(bus)) {
     // The daemon maps and prefaults every topic it creates; these two are
     // properties of a creating process's own mapping, which it does not take.
     if (options.huge_pages || options.lock_memory)
@@ -130,7 +130,7 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
 Outcome Topic::remove(std::string_view bus, std::string_view topic) {
   if (auto ok = shm::check_name("bus", bus); !ok) return ok.error();
   if (auto ok = shm::check_name("topic", topic); !ok) return ok.error();
-  if (auto socket = log::daemon_socket(bus)) {
+  if (auto socket = client::daemon_socket(bus)) {
     control::Message request;
     request.type = control::MsgType::DeleteTopic;
     request.name = std::string(topic);
@@ -143,7 +143,7 @@ Outcome Topic::delete_cursor(std::string_view bus, std::string_view topic, std::
                              std::string_view name) {
   if (auto ok = log::check_cursor_name(name); !ok) return ok.error();
   // As a consumer: the daemon checks the ACL and hands over the cursor file.
-  auto attached = log::attach(bus, topic, partition, false, false);
+  auto attached = client::attach(bus, topic, partition, false, false);
   if (!attached) return attached.error();
   return log::delete_named(attached->ring, name);
 }
