@@ -28,6 +28,7 @@
 #include "shm/file.hpp"
 #include "shm/name.hpp"
 #include "shm/process.hpp"
+#include "supervise.hpp"
 
 namespace shmbus::daemon {
 namespace {
@@ -35,7 +36,14 @@ namespace {
 bool g_stderr = true;
 
 // epoll data: id << 3 | kind.
-enum Kind : std::uint64_t { kListen = 0, kSocket = 1, kPidfd = 2, kSignal = 3, kTimer = 4 };
+enum Kind : std::uint64_t {
+  kListen = 0,
+  kSocket = 1,
+  kPidfd = 2,
+  kSignal = 3,
+  kService = 4,  // id: the service's index
+  kReapTimer = 5
+};
 std::uint64_t tag(std::uint64_t id, Kind k) {
   return id << 3 | k;
 }
@@ -134,7 +142,8 @@ Server::~Server() {
     ::unlink(socket_path_.c_str());
   }
   if (signals_ >= 0) ::close(signals_);
-  if (timer_ >= 0) ::close(timer_);
+  if (reap_timer_ >= 0) ::close(reap_timer_);
+  for (int fd : service_timers_) ::close(fd);
   if (epoll_ >= 0) ::close(epoll_);
 }
 
@@ -192,6 +201,7 @@ Outcome Server::add_topic(const std::string& name, TopicOptions options, int num
     return ok.error();
   }
   topics_[name] = std::move(t);
+  topics_changed();
   return Done{};
 }
 
@@ -256,7 +266,7 @@ Outcome Server::start() {
   ev.data.u64 = tag(0, kSignal);
   ::epoll_ctl(epoll_, EPOLL_CTL_ADD, signals_, &ev);
   watch_slot_holders();
-  if (auto ok = start_supervision(); !ok) return ok;
+  if (auto ok = start_timers(); !ok) return ok;
   logf("info",
        "bus " + config_.bus + ": shared memory in " + dir_ + ", control socket " + socket_path_);
   return Done{};
@@ -283,8 +293,11 @@ int Server::run() {
         case kPidfd:
           on_death(id);
           break;
-        case kTimer:
-          on_supervision_timer();
+        case kService:
+          on_service_timer(id);
+          break;
+        case kReapTimer:
+          on_reap_timer();
           break;
         case kSignal: {
           signalfd_siginfo si{};
@@ -299,44 +312,63 @@ int Server::run() {
   }
 }
 
-Outcome Server::start_supervision() {
-  timer_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (timer_ < 0) return Error{errno, errno_text("timerfd_create")};
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = tag(0, kTimer);
-  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, timer_, &ev);
-  arm_supervision();
-  return Done{};
-}
-
-void Server::arm_supervision() {
-  if (timer_ < 0) return;
-  std::vector<const TopicOptions*> options;
-  for (const auto& [name, t] : topics_) options.push_back(&t->options);
-  const auto period = Supervisor::period(options);
-  itimerspec its{};  // zero: disarmed
+namespace {
+// A periodic timerfd; period zero disarms it.
+void arm(int fd, std::chrono::nanoseconds period) {
+  itimerspec its{};
   its.it_interval.tv_sec = static_cast<time_t>(period.count() / 1'000'000'000);
   its.it_interval.tv_nsec = static_cast<long>(period.count() % 1'000'000'000);
   its.it_value = its.it_interval;
-  ::timerfd_settime(timer_, 0, &its, nullptr);
+  ::timerfd_settime(fd, 0, &its, nullptr);
+}
+// Reads a timerfd's expirations; false when it had none (spurious wake-up).
+bool expired(int fd) {
+  std::uint64_t expirations = 0;
+  return ::read(fd, &expirations, sizeof expirations) == sizeof expirations;
+}
+}  // namespace
+
+Outcome Server::start_timers() {
+  services_.push_back(std::make_unique<SupervisionService>());
+  auto add_timer = [&](std::uint64_t data) -> Result<int> {
+    const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0) return Error{errno, errno_text("timerfd_create")};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = data;
+    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+    return fd;
+  };
+  auto reap = add_timer(tag(0, kReapTimer));
+  if (!reap) return reap.error();
+  reap_timer_ = *reap;
+  arm(reap_timer_, kReapPeriod);
+  for (std::size_t i = 0; i < services_.size(); ++i) {
+    auto fd = add_timer(tag(i, kService));
+    if (!fd) return fd.error();
+    service_timers_.push_back(*fd);
+  }
+  topics_changed();
+  return Done{};
 }
 
-void Server::on_supervision_timer() {
-  std::uint64_t expirations = 0;
-  if (::read(timer_, &expirations, sizeof expirations) != sizeof expirations) return;
-  const auto now = Supervisor::Clock::now();
-  for (const auto& [name, t] : topics_) {
-    const Supervisor::Actions a = supervisor_.scan(name, t->options, t->rings, now);
-    stats_.revoked_claims += a.revoked;
-    stats_.evicted_consumers += a.evicted;
+void Server::topics_changed() {
+  for (std::size_t i = 0; i < services_.size(); ++i) {
+    services_[i]->served(topics_);
+    if (i < service_timers_.size()) arm(service_timers_[i], services_[i]->period());
   }
-  if (now - last_reap_ >= Supervisor::kReapPeriod) {
-    last_reap_ = now;
-    std::set<std::string> all;
-    for (const auto& [name, t] : topics_) all.insert(name);
-    reap(all);
-  }
+}
+
+void Server::on_service_timer(std::size_t i) {
+  if (i >= services_.size() || !expired(service_timers_[i])) return;
+  services_[i]->on_tick(topics_, Service::Clock::now());
+}
+
+void Server::on_reap_timer() {
+  if (!expired(reap_timer_)) return;
+  std::set<std::string> all;
+  for (const auto& [name, t] : topics_) all.insert(name);
+  reap(all);
 }
 
 void Server::accept_clients() {
@@ -573,7 +605,6 @@ control::Message Server::create_topic(const Client& c, const control::Message& r
                                 ok.error().message);
   logf("info", "topic " + req.name + " created by pid " + std::to_string(c.pid) + " (uid " +
                    std::to_string(c.uid) + ")");
-  arm_supervision();
   control::Message ok;
   ok.type = control::MsgType::Ok;
   ok.request_id = id;
@@ -611,8 +642,6 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
         return error(ErrorCode::Denied, "only the topic's owner or root may delete it");
       if (auto ok = delete_topic(req.name); !ok)
         return error(ErrorCode::Internal, ok.error().message);
-      supervisor_.forget(req.name);
-      arm_supervision();
       logf("info", "topic " + req.name + " deleted by pid " + std::to_string(c.pid));
       return reply;
     }
@@ -707,6 +736,7 @@ control::Message Server::handle(Client& c, const control::Message& req, int fds[
     case MsgType::Stats:
       reply.type = MsgType::StatsReply;
       reply.stats = stats_;
+      for (const auto& s : services_) s->add_stats(reply.stats);
       reply.stats.clients = static_cast<std::uint32_t>(std::count_if(
           clients_.begin(), clients_.end(), [](const auto& idc) { return !idc.second.adopted; }));
       reply.stats.topics = static_cast<std::uint32_t>(topics_.size());
@@ -785,6 +815,7 @@ Outcome Server::delete_topic(const std::string& name) {
     quarantined_.erase(q);
   else
     topics_.erase(name);
+  topics_changed();
   registry_->erase(name);
   return Done{};
 }

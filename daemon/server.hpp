@@ -31,8 +31,11 @@
 // DeleteTopic also removes the files of a topic the daemon does not know
 // (created on the embedded path while no daemon ran), for root or their owner.
 //
-// A timer scans every topic for hung producers and slow consumers
-// (supervise.hpp) at a 32nd of the shortest configured timeout.
+// Services (service.hpp) run on the same thread, each on its own timerfd:
+// supervision (supervise.hpp) scans every topic for hung producers and slow
+// consumers at a 32nd of the shortest configured timeout. A timer of the
+// conductor's own reaps every topic each kReapPeriod, so that a dead
+// client's slots never wait for an event.
 //
 // Concurrency: Server is used by the one thread that calls run().
 #pragma once
@@ -49,21 +52,14 @@
 #include "control/protocol.hpp"
 #include "control/registry.hpp"
 #include "log/ring.hpp"
-#include "supervise.hpp"
+#include "service.hpp"
+#include "topic.hpp"
 
 namespace shmbus::daemon {
 
 // Log lines: to stderr ("--foreground") or syslog.
 void log_to_stderr(bool on);
 void logf(const char* level, const std::string& line);
-
-struct Topic {
-  std::string name;
-  TopicOptions options;
-  int numa_node = -1;
-  control::Acl acl;
-  std::vector<log::Ring> rings;  // one per partition, log mapped writable (for padding)
-};
 
 class Server {
  public:
@@ -131,14 +127,16 @@ class Server {
   void watch_holder(std::uint64_t& control, std::uint64_t& stamp, const std::string& topic);
   // Reattach: the peer re-announces a slot it holds.
   control::Message reattach(Client& c, const control::Message& req);
-  // Supervision of live clients (supervise.hpp): a timerfd in the epoll set.
-  Outcome start_supervision();
-  void arm_supervision();  // after the set of topics changed
-  void on_supervision_timer();
-  // When the timer last reaped every topic: a dead client's slots must not
-  // wait for an event (a pidfd seen before /proc agreed, a producer that
-  // died waiting for room and could not be padded then).
-  std::chrono::steady_clock::time_point last_reap_{};
+  // --- services (service.hpp) and the reap timer, each a timerfd in the epoll set ---
+  Outcome start_timers();
+  // Tells the services of the topics now served and re-arms their timers.
+  void topics_changed();
+  void on_service_timer(std::size_t i);
+  // Every kReapPeriod: a dead client's slots must not wait for an event (a
+  // pidfd seen before /proc agreed, a producer that died waiting for room
+  // and could not be padded then).
+  static constexpr std::chrono::milliseconds kReapPeriod{100};
+  void on_reap_timer();
 
   Config config_;
   std::string socket_path_;
@@ -146,11 +144,12 @@ class Server {
   int epoll_ = -1;
   int listen_ = -1;
   int signals_ = -1;
-  int timer_ = -1;
-  Supervisor supervisor_;
+  int reap_timer_ = -1;
+  std::vector<std::unique_ptr<Service>> services_;
+  std::vector<int> service_timers_;  // as services_
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Client> clients_;
-  std::map<std::string, std::unique_ptr<Topic>> topics_;
+  Topics topics_;
   struct Quarantined {
     control::TopicRecord record;  // as the registry lists it
     std::string reason;           // why it could not be adopted

@@ -38,9 +38,29 @@ std::chrono::nanoseconds Supervisor::period(const std::vector<const TopicOptions
     for (std::uint32_t ms : {o->hung_producer_timeout_ms,
                              o->policy == Policy::Block ? o->slow_consumer_timeout_ms : 0u})
       if (ms != 0 && (shortest == 0 || ms < shortest)) shortest = ms;
-  if (shortest == 0) return kReapPeriod;
+  if (shortest == 0) return std::chrono::nanoseconds{0};
   return std::clamp<std::chrono::nanoseconds>(std::chrono::milliseconds(shortest) / 32,
-                                              std::chrono::milliseconds(1), kReapPeriod);
+                                              std::chrono::milliseconds(1), kLongestPeriod);
+}
+
+void SupervisionService::served(const Topics& topics) {
+  std::vector<const TopicOptions*> options;
+  for (const auto& [name, t] : topics) options.push_back(&t->options);
+  period_ = Supervisor::period(options);
+  supervisor_.forget_all_but(topics);
+}
+
+void SupervisionService::on_tick(const Topics& topics, Clock::time_point now) {
+  for (const auto& [name, t] : topics) {
+    const Supervisor::Actions a = supervisor_.scan(name, t->options, t->rings, now);
+    revoked_ += a.revoked;
+    evicted_ += a.evicted;
+  }
+}
+
+void SupervisionService::add_stats(control::DaemonStats& stats) const {
+  stats.revoked_claims += revoked_;
+  stats.evicted_consumers += evicted_;
 }
 
 Supervisor::Actions Supervisor::scan(const std::string& topic, const TopicOptions& o,

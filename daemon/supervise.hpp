@@ -2,8 +2,8 @@
 // the claims of hung producers and evicts slow consumers from `block` topics
 // (the protocol and why it is safe: lib/log/layout.hpp, "Supervision").
 //
-// The conductor calls scan() for every topic from a periodic timer (a
-// timerfd in its epoll set). Shared memory carries no timestamps, so the
+// As a service of the conductor (SupervisionService, service.hpp) it scans
+// every topic from a periodic timer. Shared memory carries no timestamps, so the
 // supervisor times what it sees: a producer slot whose claim record (control,
 // claim_position, claim_bytes, claim_floor) stays the same from one scan to
 // the next for the topic's hung_producer_timeout counted from its frame's
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "log/ring.hpp"
+#include "service.hpp"
 #include "shmbus/options.hpp"
 
 namespace shmbus::daemon {
@@ -40,12 +41,14 @@ class Supervisor {
   // Scans the producer and cursor slots of every partition of one topic.
   Actions scan(const std::string& topic, const TopicOptions& options,
                const std::vector<log::Ring>& rings, Clock::time_point now);
-  // Drops what was seen of a deleted topic.
-  void forget(const std::string& topic) { seen_.erase(topic); }
+  // Drops what was seen of topics no longer served (deleted).
+  void forget_all_but(const Topics& served) {
+    std::erase_if(seen_, [&](const auto& s) { return !served.contains(s.first); });
+  }
   // The scan period for topics with these options: a 32nd of the
-  // shortest timeout, clamped to 1..kReapPeriod; kReapPeriod when no timeout
-  // is set, since the same timer reaps dead clients' slots (Server).
-  static constexpr std::chrono::milliseconds kReapPeriod{100};
+  // shortest timeout, clamped to 1..100 ms; zero (no scans) when no topic
+  // sets a timeout.
+  static constexpr std::chrono::milliseconds kLongestPeriod{100};
   static std::chrono::nanoseconds period(const std::vector<const TopicOptions*>& topics);
 
  private:
@@ -66,6 +69,21 @@ class Supervisor {
 
   // Per topic: for each partition, its producer slots, then its cursor slots.
   std::map<std::string, std::vector<Seen>> seen_;
+};
+
+// The supervisor as a service of the conductor.
+class SupervisionService final : public Service {
+ public:
+  void served(const Topics& topics) override;
+  std::chrono::nanoseconds period() const override { return period_; }
+  void on_tick(const Topics& topics, Clock::time_point now) override;
+  void add_stats(control::DaemonStats& stats) const override;
+
+ private:
+  Supervisor supervisor_;
+  std::chrono::nanoseconds period_{0};
+  std::uint64_t revoked_ = 0;
+  std::uint64_t evicted_ = 0;
 };
 
 }  // namespace shmbus::daemon

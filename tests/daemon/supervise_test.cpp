@@ -29,7 +29,7 @@ class SupervisorTest : public shmbus::testing::TestBus {
     options_.policy = Policy::Block;
     options_.hung_producer_timeout_ms = 100;
     options_.slow_consumer_timeout_ms = 100;
-    ASSERT_TRUE(Topic::create(bus, "t", options_));
+    ASSERT_TRUE(shmbus::Topic::create(bus, "t", options_));
     auto r = log::Ring::open(shm::bus_directory(bus), "t", 0, /*writable_log=*/true, false);
     ASSERT_TRUE(r) << r.error().message;
     rings_.push_back(std::move(r).value());
@@ -89,7 +89,7 @@ TEST_F(SupervisorTest, ClaimTimeoutRunsFromTheFramesHandOut) {
 TEST_F(SupervisorTest, ExclusiveOfferStoppedBeforeItsCommitIsReported) {
   TopicOptions o = options_;
   o.exclusive_producer = true;
-  ASSERT_TRUE(Topic::create(bus, "x", o));
+  ASSERT_TRUE(shmbus::Topic::create(bus, "x", o));
   auto r = log::Ring::open(shm::bus_directory(bus), "x", 0, /*writable_log=*/true, false);
   ASSERT_TRUE(r) << r.error().message;
   rings_[0] = std::move(r).value();
