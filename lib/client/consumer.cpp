@@ -130,8 +130,10 @@ struct Consumer::Impl {
           return Error{EBUSY, where + " is held by pid " +
                                   std::to_string(log::pid_of(found->control)) +
                                   " (a named cursor has one holder at a time)"};
-        if (const auto mine = log::take_over(*found->slot, found->control, shm::self())) {
-          hold(*found->slot, *mine);
+        log::CursorSlot& s = *found->slot;
+        if (const auto mine = log::take_slot(s.control, s.stamp, found->control, shm::self(),
+                                             SlotState::Active)) {
+          hold(s, *mine);
           return true;
         }
         continue;  // taken over or deleted meanwhile: look again

@@ -362,19 +362,22 @@ inline SlotHolder read_holder(std::uint64_t& control, std::uint64_t& stamp) {
   return {c, holder_of(c, std::atomic_ref<std::uint64_t>(stamp).load(std::memory_order_relaxed))};
 }
 // Takes a slot whose control word was `seen` (a joiner: Free; a reaper: a
-// dead holder's): one CAS to Joining in the next generation, naming `me`,
-// then the stamp with our start time for that generation. Returns the
-// Joining word, or nothing when the slot changed since `seen`.
+// dead holder's; the next holder of a named cursor: its parked word): one
+// CAS (seq_cst) to `to` (Joining; Active for a named cursor taken over, which
+// never stops gating) in the next generation, naming `me`, then the stamp
+// with our start time for that generation. Returns the new control word, or
+// nothing when the slot changed since `seen`.
 inline std::optional<std::uint64_t> take_slot(std::uint64_t& control, std::uint64_t& stamp,
-                                              std::uint64_t seen, const shm::ProcessId& me) {
+                                              std::uint64_t seen, const shm::ProcessId& me,
+                                              SlotState to = SlotState::Joining) {
   const std::uint64_t gen = generation_of(seen) + 1;
-  const std::uint64_t joining = make_control(SlotState::Joining, gen, me.pid);
-  if (!std::atomic_ref<std::uint64_t>(control).compare_exchange_strong(seen, joining,
-                                                                       std::memory_order_acq_rel))
+  const std::uint64_t taken = make_control(to, gen, me.pid);
+  if (!std::atomic_ref<std::uint64_t>(control).compare_exchange_strong(seen, taken,
+                                                                       std::memory_order_seq_cst))
     return std::nullopt;
   std::atomic_ref<std::uint64_t>(stamp).store(make_stamp(me.start_time, gen),
                                               std::memory_order_relaxed);
-  return joining;
+  return taken;
 }
 
 // A producer's registration and its open claim.

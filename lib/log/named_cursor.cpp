@@ -16,7 +16,7 @@ Outcome check_cursor_name(std::string_view name) {
   return Done{};
 }
 
-std::string slot_name(const CursorSlot& s) noexcept {
+std::string slot_name(const CursorSlot& s) {
   char bytes[kCursorNameWords * 8];
   for (std::size_t i = 0; i < kCursorNameWords; ++i) {
     const std::uint64_t w =
@@ -52,16 +52,6 @@ std::optional<NamedSlot> find_named(const Ring& r, std::string_view name) {
     if (state_of(c) == SlotState::Active && slot_name(s) == name) return NamedSlot{&s, c};
   }
   return std::nullopt;
-}
-
-std::optional<std::uint64_t> take_over(CursorSlot& s, std::uint64_t seen,
-                                       const shm::ProcessId& me) noexcept {
-  const std::uint64_t gen = generation_of(seen) + 1;
-  const std::uint64_t mine = make_control(SlotState::Active, gen, me.pid);
-  if (!atomic(s.control).compare_exchange_strong(seen, mine, std::memory_order_seq_cst))
-    return std::nullopt;
-  atomic(s.stamp).store(make_stamp(me.start_time, gen), std::memory_order_relaxed);
-  return mine;
 }
 
 bool name_taken_elsewhere(const Ring& r, const CursorSlot& mine, std::string_view name) {

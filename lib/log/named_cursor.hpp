@@ -20,7 +20,7 @@ Outcome check_cursor_name(std::string_view name);
 
 // The name a slot carries ("" = anonymous). Bytes that are not a name
 // (damage) read as "?" followed by their count, which no valid name equals.
-std::string slot_name(const CursorSlot& s) noexcept;
+std::string slot_name(const CursorSlot& s);
 // While holding the slot Joining: stores `name`, zero-padded.
 void write_slot_name(CursorSlot& s, std::string_view name) noexcept;
 
@@ -30,12 +30,6 @@ struct NamedSlot {
   std::uint64_t control;
 };
 std::optional<NamedSlot> find_named(const Ring& r, std::string_view name);
-
-// Takes over a named slot seen ACTIVE as `seen` with no live holder: one
-// CAS to ACTIVE in the next generation naming `me`, then the stamp. Returns
-// the new control word, or nothing when the slot changed meanwhile.
-std::optional<std::uint64_t> take_over(CursorSlot& s, std::uint64_t seen,
-                                       const shm::ProcessId& me) noexcept;
 
 // A creator holding `mine` Joining with `name` written: whether another
 // slot carries the name (ACTIVE, or Joining with a live holder), so that it
