@@ -18,6 +18,12 @@ std::string ms_text(Supervisor::Clock::duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
 }
 
+// Whether the frame at p, a position read from shared memory (so checked
+// before it is used), is settled.
+bool settled_at(const log::Ring& ring, std::uint64_t p) {
+  return p % ring.alignment() == 0 && ring.look(p).settled();
+}
+
 }  // namespace
 
 bool Supervisor::unchanged(Seen& s, bool watch, const Key& key, Clock::time_point now) {
@@ -95,9 +101,7 @@ void Supervisor::scan_producers(const std::string& name, const log::Ring& ring,
     // claim is [position, tail) while the frame there is not settled (layout.hpp).
     if (ring.exclusive() && bytes == 0) {
       const std::uint64_t tail = ring.tail().load(std::memory_order_acquire);
-      const std::uint64_t word =
-          atomic(ring.frame_at(position)->commit).load(std::memory_order_acquire);
-      if (tail > position && !ring.settled(word, position)) bytes = tail - position;
+      if (tail > position && !settled_at(ring, position)) bytes = tail - position;
     }
     const std::uint64_t floor = atomic(s.claim_floor).load(std::memory_order_acquire);
     const bool open =
@@ -150,9 +154,7 @@ void Supervisor::scan_cursors(const std::string& name, const log::Ring& ring,
     // room before this cursor, so a producer's claim may get Full.
     // A consumer waiting at a frame nobody has committed (a hung producer's)
     // is not slow: evicting it would free nothing.
-    const std::uint64_t word =
-        atomic(ring.frame_at(position)->commit).load(std::memory_order_acquire);
-    const bool readable = ring.settled(word, position);
+    const bool readable = settled_at(ring, position);
     const bool holding = log::state_of(control) == SlotState::Active && readable &&
                          position + ring.capacity() < tail + ring.segment_bytes();
     Seen& seen_slot = seen[k];

@@ -196,23 +196,9 @@ struct Consumer::Impl {
   }
 
   // Whether poll has something to do at p: a committed or a skipped frame.
+  // Seq_cst: the sleeper's half of the Dekker pairing with publish.
   bool ready(std::uint64_t p) const noexcept {
-    const std::uint64_t word = atomic(ring.frame_at(p)->commit).load(std::memory_order_seq_cst);
-    return ring.settled(word, p);
-  }
-
-  // The frame at p carries the skip word (aborted, or revoked by shmbusd):
-  // move past it by the length its producer wrote before handing it out.
-  Status skip(std::uint64_t p, const FrameHeader* f) noexcept {
-    FrameHeader h;
-    std::memcpy(&h, f, sizeof h);
-    if (copying(p)) {
-      std::atomic_thread_fence(std::memory_order_acquire);  // the header copy before the tail
-      if (overrun(p)) return lagged(p);
-    }
-    if (h.length > ring.segment_left(p) - sizeof(FrameHeader)) return Status::Corrupt;
-    position = p + ring.frame_bytes(h.length);
-    return Status::Ok;
+    return ring.look<std::memory_order_seq_cst>(p).settled();
   }
 
   // A reader stuck at an unsettled frame waits kAbandonCheck before it asks
@@ -273,45 +259,34 @@ struct Consumer::Impl {
     std::uint64_t trusted = at.trusted;
     while (r.count < max && r.status == Status::Empty) {
       const std::uint64_t p = position;
-      FrameHeader* f = ring.frame_at(p);
-      if (const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
-          word != ring.commit_word(p)) {
-        if (word == ring.skip_word(p)) {
-          in_place = in_place || !copying(p);
-          const Status s = skip(p, f);
-          if (s == Status::Ok) continue;
-          r.status = s;
-          break;
-        }
+      const detail::FrameLook f = ring.look(p);
+      const bool copy = copying(p);
+      if (!f.settled()) {
         // Not ready here. Only a reader that can be lapped looks at the tail.
-        if (copying(p) && overrun(p)) {
+        if (copy && overrun(p)) {
           r.status = lagged(p);
           break;
         }
         if (!stuck_long_enough(p, true)) break;
         const Past past = past_abandoned(p);
         if (past == Past::No) break;
-        in_place = in_place || !copying(p);  // read in place: trusted only if not evicted
+        in_place = in_place || !copy;  // read in place: trusted only if not evicted
         if (past == Past::Lapped) {
           r.status = lagged(p);
           break;
         }
         continue;
       }
-      FrameHeader h;
-      std::memcpy(&h, f, sizeof h);
-      const std::uint64_t room = ring.segment_left(p) - sizeof(FrameHeader);
-      const bool copy = copying(p);
       in_place = in_place || !copy;
-      if (h.length > room) {
-        std::atomic_thread_fence(std::memory_order_acquire);  // the header copy before the tail
-        r.status = copy && overrun(p) ? lagged(p) : Status::Corrupt;
-        break;
-      }
-      const auto* body = reinterpret_cast<const std::byte*>(f + 1);
+      // Skipped (aborted, revoked), Pad, and control frames (for the readers
+      // that know them, layout.hpp) are walked over.
+      const auto type = static_cast<FrameType>(f.type);
+      const bool walk_over =
+          f.state == detail::FrameState::Skipped || type == FrameType::Pad || log::is_control(type);
+      const auto* body = reinterpret_cast<const std::byte*>(ring.frame_at(p) + 1);
       if (copy) {
-        if (h.type == FrameType::Data) std::memcpy(scratch_buffer(h.length), body, h.length);
-        // Seqlock read side: the copy's loads before the tail load.
+        if (!walk_over && !f.damaged()) std::memcpy(scratch_buffer(f.length), body, f.length);
+        // Seqlock read side: the header's and the copy's loads before the tail load.
         std::atomic_thread_fence(std::memory_order_acquire);
         if (overrun(p)) {
           r.status = lagged(p);
@@ -319,15 +294,18 @@ struct Consumer::Impl {
         }
         body = scratch.data();
       }
-      const std::uint64_t next = p + ring.frame_bytes(h.length);
-      if (h.type == FrameType::Pad || log::is_control(h.type)) {
-        position = next;  // control frames are for the readers that know them (layout.hpp)
+      if (f.damaged()) {
+        r.status = Status::Corrupt;
+        break;
+      }
+      if (walk_over) {
+        position = f.next;
         continue;
       }
       Message m;
-      if (h.type != FrameType::Data ||
-          ring.decode(h, p, body, h.length, copy ? nullptr : scratch_buffer(h.length), m) !=
-              Status::Ok) {
+      if (type != FrameType::Data ||
+          ring.decode(log::Ring::header_of(f), p, body, f.length,
+                      copy ? nullptr : scratch_buffer(f.length), m) != Status::Ok) {
         r.status = Status::Corrupt;
         break;
       }
@@ -337,7 +315,7 @@ struct Consumer::Impl {
         break;
       }
       handler(m);
-      position = trusted = next;
+      position = trusted = f.next;
       ++r.count;
     }
     return detail::finish_poll(state, {r, in_place, trusted});
@@ -450,14 +428,10 @@ struct Consumer::Impl {
     std::uint64_t x = segment, last = segment;  // last: where the frame ending at x starts
     while (x < q) {
       last = x;
-      const FrameHeader* f = ring.frame_at(x);
-      const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
-      if (ring.settled(word, x) || word == ring.pending_word(x)) {
-        const std::uint32_t length =
-            atomic(const_cast<FrameHeader*>(f)->length).load(std::memory_order_relaxed);
-        if (length > ring.segment_left(x) - sizeof(FrameHeader))
-          return refuse(EPROTO, "the frame at " + std::to_string(x) + " is damaged");
-        x += ring.frame_bytes(length);
+      const detail::FrameLook f = ring.look(x);
+      if (f.damaged()) return refuse(EPROTO, "the frame at " + std::to_string(x) + " is damaged");
+      if (f.state != detail::FrameState::Open) {  // settled or handed out: its length is written
+        x = f.next;
       } else if (const std::optional<std::uint64_t> next = ring.abandoned_until(x)) {
         x = *next;
       } else {
@@ -526,11 +500,7 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
   impl->scratch.assign(std::min<std::uint64_t>(r.segment_bytes(), Impl::kInitialCopyBytes),
                        std::byte{0});  // touched now: no page faults for common frames
   detail::PollState& s = impl->state;
-  s.frames = reinterpret_cast<std::byte*>(r.frame_at(0));
-  s.mask = r.capacity() - 1;
-  s.salt = r.salt();
-  s.segment_bytes = r.segment_bytes();
-  s.alignment = r.alignment();
+  s.ring = r.geometry();
   s.block = r.policy() == Policy::Block && options.gating;
 
   const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);

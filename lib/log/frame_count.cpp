@@ -7,20 +7,12 @@ FrameCount count_frames(const Ring& ring, std::uint64_t from, std::uint64_t to,
   FrameCount n;
   std::uint64_t p = from;
   for (std::uint64_t k = 0; k < max_frames && p < to && p % ring.alignment() == 0; ++k) {
-    FrameHeader* f = ring.frame_at(p);
-    // Acquire: the header's fields were written before the commit word. A
-    // skipped frame (aborted, revoked) is walked over: its length is stable.
-    const std::uint64_t word = atomic(f->commit).load(std::memory_order_acquire);
-    if (!ring.settled(word, p)) break;
-    const bool skipped = word != ring.commit_word(p);
-    const std::uint32_t length = atomic(f->length).load(std::memory_order_relaxed);
-    const FrameType type = atomic(f->type).load(std::memory_order_relaxed);
-    if (length > ring.segment_left(p) - sizeof(FrameHeader)) break;
-    const std::uint64_t next = p + ring.frame_bytes(length);
-    if (next > to) break;
-    if (type == FrameType::Data && !skipped) ++n.messages;
-    n.bytes = next - from;
-    p = next;
+    // A skipped frame (aborted, revoked) is walked over, not counted.
+    const detail::FrameLook f = ring.look(p);
+    if (!f.settled() || f.damaged() || f.next > to) break;
+    if (f.data()) ++n.messages;
+    n.bytes = f.next - from;
+    p = f.next;
   }
   return n;
 }

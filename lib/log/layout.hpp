@@ -69,6 +69,14 @@
 // pending -> ready and pending -> skip are compare-and-swaps, so exactly one
 // of the owner's commit/abort and a supervisor's revocation wins (below).
 //
+// Every reader walks frames with one step, detail::look_at
+// (shmbus/detail/frame.hpp; Ring::look): the commit word says Open, Pending,
+// Committed or Skipped; only when it is not Open is the header read, each
+// field once, and the frame's end (`next`) is given only when its length
+// keeps it inside its segment (otherwise it is damaged). The inline poll,
+// the consumer's library path, seeks, the reapers, shmbusd and stat all use
+// it, and tests/fuzz/ring_fuzz.cpp fuzzes it with the walks built on it.
+//
 // Who writes which word, in which order:
 //
 //   producer                                   consumer at position p
@@ -283,7 +291,7 @@ inline constexpr std::uint32_t kMinFrameAlignment = 32;  // a PAD header always 
 static_assert(kMinFrameAlignment >= sizeof(FrameHeader));
 // The low position bits flipped in the skip and pending commit words.
 inline constexpr std::uint64_t kSkipBit = detail::kSkipBit;
-inline constexpr std::uint64_t kPendingBit = 4;
+inline constexpr std::uint64_t kPendingBit = detail::kPendingBit;
 static_assert(kMinFrameAlignment > kPendingBit && kMinFrameAlignment > kSkipBit);
 
 struct RingConfig {

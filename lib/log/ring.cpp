@@ -353,9 +353,8 @@ std::optional<std::uint64_t> Ring::abandoned_until(std::uint64_t p) const noexce
   if (settled(w, p)) return std::nullopt;
   if (w == pending_word(p)) {
     // Handed out by a dead producer: its length was written before pending.
-    const std::uint64_t n =
-        frame_bytes(atomic(frame_at(p)->length).load(std::memory_order_relaxed));
-    return n <= segment_left(p) ? std::optional<std::uint64_t>(p + n) : std::nullopt;
+    const detail::FrameLook f = look(p);
+    return f.next != 0 ? std::optional<std::uint64_t>(f.next) : std::nullopt;
   }
   // Go on at the next frame that was started in this lap (its commit word
   // carries its position), else at the segment end or the bound.
@@ -431,14 +430,12 @@ std::uint32_t Ring::reap_dead_producers() const noexcept {
     // "Slow consumer": an evicted in-place reader's check relies on it).
     std::atomic_thread_fence(std::memory_order_release);
     while (sane && p < end) {
-      FrameHeader* f = frame_at(p);
       // A frame it handed out (header written) is revoked, like a hung one's.
-      const std::uint64_t word =
-          revoke(p) ? skip_word(p) : atomic(f->commit).load(std::memory_order_acquire);
-      if (settled(word, p)) {
-        std::uint64_t n = frame_bytes(f->length);
-        if (n > segment_left(p)) break;  // corrupt: leave the rest to the consumer's checks
-        p += n;
+      (void)revoke(p);
+      const detail::FrameLook f = look(p);
+      if (f.damaged()) break;  // leave the rest to the consumers' checks
+      if (f.settled()) {
+        p = f.next;
         continue;
       }
       std::uint64_t n = std::min(end - p, segment_left(p));

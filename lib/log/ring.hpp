@@ -84,6 +84,14 @@ class Ring {
   bool settled(std::uint64_t word, std::uint64_t p) const noexcept {
     return word == commit_word(p) || word == skip_word(p);
   }
+  detail::FrameGeometry geometry() const noexcept {
+    return {data_, capacity_ - 1, salt_, segment_bytes_, alignment_};
+  }
+  // The frame at p, an aligned position, as every walk sees it (frame.hpp).
+  template <std::memory_order order = std::memory_order_acquire>
+  detail::FrameLook look(std::uint64_t p) const noexcept {
+    return detail::look_at<order>(geometry(), p);
+  }
   FrameHeader* frame_at(std::uint64_t p) const noexcept {
     return reinterpret_cast<FrameHeader*>(data_ + (p & (capacity_ - 1)));
   }
@@ -192,6 +200,10 @@ class Ring {
   // Pads over the open claims of dead producers and frees their slots.
   std::uint32_t reap_dead_producers() const noexcept;
 
+  // A private copy of the header that `l` looked at, for decode.
+  static FrameHeader header_of(const detail::FrameLook& l) noexcept {
+    return {0, l.length, static_cast<FrameType>(l.type), l.flags, l.timestamp};
+  }
   // Checks a frame's header and body and fills `out`. `header` is a private
   // copy; `body` points at `body_room` readable bytes (the rest of the
   // segment in place, or a private copy). Properties are copied into

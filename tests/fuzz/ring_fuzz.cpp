@@ -2,7 +2,7 @@
 // Ring::adopt): mapping a partition's ring and cursor files that the daemon
 // passed over, or that anyone with write access to the bus directory may
 // have damaged; then a walk over the frames of the adopted ring as a reader
-// does (commit word, length, Ring::decode), and log::count_frames.
+// does (Ring::look, Ring::decode), log::count_frames, and the inline poll.
 //
 // Input: a 16-byte prefix
 //   u32 ring_bytes, u32 cursor_bytes   the files' sizes (<= 16 MiB, <= 1 MiB)
@@ -12,8 +12,9 @@
 // a memfd of its size, zeros after the bytes given (so a seed is a few KiB
 // even though the smallest ring is 12 KiB).
 // What must hold: an adopted ring's geometry is what check_options allows,
-// its data, producer slots and cursor slots lie inside their files, and no
-// walk or decode leaves them (ASan; a walk that strays past the mapping
+// its data, producer slots and cursor slots lie inside their files, every
+// frame looked at either fits its segment or is called damaged, and no walk,
+// decode or poll leaves them (ASan; a walk that strays past the mapping
 // faults).
 #include <sys/mman.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "fuzz_check.hpp"
 #include "log/frame_count.hpp"
 #include "log/ring.hpp"
+#include "shmbus/detail/poll_in_place.hpp"
 
 using namespace shmbus;
 using namespace shmbus::log;
@@ -45,20 +47,24 @@ int memfd_with(const char* name, std::uint32_t bytes, const std::uint8_t* data, 
   return fd;
 }
 
-void walk(const Ring& r, std::uint32_t ring_bytes) {
-  const auto* file = reinterpret_cast<const std::byte*>(r.ring_header());
-  const auto* data = reinterpret_cast<const std::byte*>(r.frame_at(0));
+// Walks each segment as every reader does (Ring::look, then decode).
+void walk(const Ring& r) {
   std::vector<std::byte> props(r.segment_bytes());
   for (std::uint64_t seg = 0; seg < r.capacity(); seg += r.segment_bytes()) {
     std::uint64_t p = seg;
     while (p < seg + r.segment_bytes()) {
-      FrameHeader h;
-      std::memcpy(&h, r.frame_at(p), sizeof h);
-      if (!r.settled(h.commit, p)) break;
+      const detail::FrameLook f = r.look(p);
+      if (f.state == detail::FrameState::Open) break;
+      if (f.damaged()) {
+        FUZZ_CHECK(sizeof(FrameHeader) + f.length > r.segment_left(p));
+        break;
+      }
+      FUZZ_CHECK(f.next > p && f.next <= seg + r.segment_bytes() && f.next % r.alignment() == 0);
       const auto* body = reinterpret_cast<const std::byte*>(r.frame_at(p) + 1);
       const std::uint64_t room = r.segment_left(p) - sizeof(FrameHeader);
       Message m;
-      if (r.decode(h, p, body, room, props.data(), m) == Status::Ok) {
+      if (f.data() &&
+          r.decode(Ring::header_of(f), p, body, f.length, props.data(), m) == Status::Ok) {
         FUZZ_CHECK(fuzz::inside(m.payload.data(), m.payload.size(), body, room));
         FUZZ_CHECK(fuzz::inside(m.key.data(), m.key.size(), body, room));
         for (Property pr : m.properties) {
@@ -68,14 +74,43 @@ void walk(const Ring& r, std::uint32_t ring_bytes) {
           FUZZ_CHECK(pr.value.encoded_size() <= props.size());
         }
       }
-      const std::uint64_t n = r.frame_bytes(h.length);
-      if (n > r.segment_left(p)) break;
-      p += n;
+      p = f.next;
     }
   }
-  FUZZ_CHECK(data >= file && static_cast<std::uint64_t>(data - file) + r.capacity() == ring_bytes);
   const FrameCount c = count_frames(r, 0, r.capacity(), 1u << 16);
   FUZZ_CHECK(c.bytes <= r.capacity());
+}
+
+// The inline poll (shmbus/detail/poll_in_place.hpp), from each segment start
+// of a `block` ring, as a consumer holding a cursor there: what it delivers
+// lies inside the segment it starts in, and it stops where the library must
+// go on.
+void poll_inline(const Ring& r) {
+  std::uint64_t control = 7, cursor = 0;
+  detail::PollState s;
+  s.ring = r.geometry();
+  s.block = true;
+  s.control_word = &control;
+  s.position_word = &cursor;
+  s.mine = control;
+  const auto* data = reinterpret_cast<const std::byte*>(r.frame_at(0));
+  for (std::uint64_t seg = 0; seg < r.capacity(); seg += r.segment_bytes()) {
+    s.position = s.published = seg;
+    std::uint64_t delivered = 0;
+    auto check = [&](const Message& m) {
+      FUZZ_CHECK(m.position % r.alignment() == 0 && m.position >= seg);
+      const auto* start = data + (m.position & (r.capacity() - 1));
+      FUZZ_CHECK(m.payload.data() == start + sizeof(FrameHeader));
+      FUZZ_CHECK(
+          fuzz::inside(m.payload.data(), m.payload.size(), start, r.segment_left(m.position)));
+      ++delivered;
+    };
+    const PollResult got = detail::poll_in_place(
+        s, check, 1u << 16,
+        [&](const detail::PollProgress& at) { return detail::finish_poll(s, at); });
+    FUZZ_CHECK(got.count == delivered);
+    FUZZ_CHECK(s.position >= seg && s.position <= seg + r.capacity());
+  }
 }
 
 }  // namespace
@@ -115,6 +150,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       reinterpret_cast<const std::byte*>(&ring.cursor_slot(ring.max_consumers() - 1) + 1);
   FUZZ_CHECK(cursor_end > cursors &&
              static_cast<std::uint64_t>(cursor_end - cursors) <= cursor_bytes);
-  walk(ring, ring_bytes);
+  const auto* frames = reinterpret_cast<const std::byte*>(ring.frame_at(0));
+  FUZZ_CHECK(frames >= file &&
+             static_cast<std::uint64_t>(frames - file) + ring.capacity() == ring_bytes);
+  walk(ring);
+  poll_inline(ring);
   return 0;
 }

@@ -13,8 +13,9 @@
 // client inlines its subscription's poll the same way.
 //
 // The frame's layout is in frame.hpp. The loop is the consumer column of the
-// protocol in lib/log/layout.hpp: acquire-load the commit word of the frame at `position`
-// (its position XOR the ring's salt), then read the header and the payload;
+// protocol in lib/log/layout.hpp: look at the frame at `position` (look_at:
+// the commit word, its position XOR the ring's salt, then the header), then
+// read the payload;
 // check the cursor slot before each delivery and after the last (eviction);
 // publish the cursor once per batch. It writes nothing but the consumer's own
 // cursor.
@@ -23,7 +24,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "shmbus/detail/frame.hpp"
 #include "shmbus/message.hpp"
@@ -35,11 +35,7 @@ namespace shmbus::detail {
 // (Consumer::Impl keeps it; its address is fixed for the consumer's life).
 struct PollState {
   // Fixed when the consumer opens.
-  std::byte* frames = nullptr;  // the ring's frames (mapped read-only)
-  std::uint64_t mask = 0;       // capacity - 1
-  std::uint64_t salt = 0;
-  std::uint64_t segment_bytes = 0;
-  std::uint64_t alignment = 0;
+  FrameGeometry ring;  // its frames are mapped read-only
   bool block = false;  // a `block` topic: frames at >= safe_from are read in place
   // Our cursor slot's words (in the cursor file), and the control word's
   // value while the slot is ours (`mine`).
@@ -102,21 +98,13 @@ inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Res
   if (s.block) {
     while (at.result.count < max && s.position >= s.safe_from) {
       const std::uint64_t p = s.position;
-      std::byte* f = s.frames + (p & s.mask);
       // SYNC POINT: pairs with the producer's release store of the commit word.
-      const std::uint64_t word = shared<std::uint64_t>(f).load(std::memory_order_acquire);
-      if (word != (p ^ s.salt)) {
-        not_ready = word != ((p ^ kSkipBit) ^ s.salt);
+      const FrameLook f = look_at(s.ring, p);
+      if (f.state != FrameState::Committed) {
+        not_ready = f.state != FrameState::Skipped;
         break;
       }
-      // Read once: a damaged writer may change the length under us.
-      const std::uint32_t length =
-          shared<std::uint32_t>(f + kFrameLengthAt).load(std::memory_order_relaxed);
-      std::uint16_t type, flags;
-      std::memcpy(&type, f + kFrameTypeAt, 2);
-      std::memcpy(&flags, f + kFrameFlagsAt, 2);
-      if (type != kFrameTypeData || (flags & kFrameMustUnderstandFlags) != 0 ||
-          length > segment_left(p, s.segment_bytes) - kFrameHeaderBytes)
+      if (f.type != kFrameTypeData || (f.flags & kFrameMustUnderstandFlags) != 0 || f.damaged())
         break;
       at.in_place = true;
       if (evicted(s)) {
@@ -125,10 +113,10 @@ inline PollResult poll_in_place(PollState& s, F& handler, std::uint32_t max, Res
       }
       Message m;
       m.position = p;
-      std::memcpy(&m.timestamp_ns, f + kFrameTimestampAt, 8);
-      m.payload = {f + kFrameHeaderBytes, length};
+      m.timestamp_ns = f.timestamp;
+      m.payload = {s.ring.frames + (p & s.ring.mask) + kFrameHeaderBytes, f.length};
       handler(static_cast<const Message&>(m));
-      s.position = at.trusted = p + frame_bytes(length, s.alignment);
+      s.position = at.trusted = f.next;
       ++at.result.count;
     }
   }
