@@ -349,13 +349,10 @@ std::optional<std::uint64_t> Ring::abandoned_until(std::uint64_t p) const noexce
     }
   }
   // A claim that ended meanwhile settled p before its floor went (release).
-  const std::uint64_t w = word_at(p);
-  if (settled(w, p)) return std::nullopt;
-  if (w == pending_word(p)) {
-    // Handed out by a dead producer: its length was written before pending.
-    const detail::FrameLook f = look(p);
+  const detail::FrameLook f = look(p);
+  if (f.settled()) return std::nullopt;
+  if (f.state == detail::FrameState::Pending)  // handed out by a dead producer
     return f.next != 0 ? std::optional<std::uint64_t>(f.next) : std::nullopt;
-  }
   // Go on at the next frame that was started in this lap (its commit word
   // carries its position), else at the segment end or the bound.
   const std::uint64_t end = std::min(bound, p + segment_left(p));
