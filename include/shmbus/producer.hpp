@@ -66,7 +66,8 @@ class Producer {
   // (shmbus/detail/offer_exclusive.hpp); the rest in the library.
   [[nodiscard]] Status offer(std::span<const std::byte> payload) noexcept {
     return detail::offer_exclusive(
-        *state_, payload, [&] { return offer_rest(payload); }, [&] { wake_consumers(); });
+        *state_, payload, [&] { return offer_rest(payload); }, [&] { wake_consumers(); },
+        [&] { return new_anchor(); });
   }
   [[nodiscard]] Status offer(std::span<const std::byte> payload, std::string_view key,
                              std::span<const Property> properties = {}) noexcept;
@@ -90,6 +91,7 @@ class Producer {
                                          const ProducerOptions& options);
   Status offer_rest(std::span<const std::byte> payload) noexcept;
   void wake_consumers() noexcept;
+  std::int64_t new_anchor() noexcept;
   std::unique_ptr<Impl> impl_;
   detail::OfferState* state_;  // in *impl_
 };

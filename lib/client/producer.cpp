@@ -249,7 +249,6 @@ struct Producer::Impl {
     f->length = static_cast<std::uint32_t>(b.bytes);
     f->type = FrameType::Data;
     f->flags = b.flags;
-    f->timestamp = options.timestamps ? stamp() : 0;
     auto* at = reinterpret_cast<std::byte*>(f + 1);
     if (!key.empty()) {
       auto n = static_cast<std::uint16_t>(key.size());
@@ -263,6 +262,8 @@ struct Producer::Impl {
       log::encode(props, at + 4);
       at += 4 + n;
     }
+    // Last (detail/clock.hpp: the counter read stalls the stores after it).
+    f->timestamp = options.timestamps ? stamp() : 0;
     return at;
   }
 
@@ -424,6 +425,9 @@ Status Producer::offer_rest(std::span<const std::byte> payload) noexcept {
 }
 void Producer::wake_consumers() noexcept {
   impl_->ring.wake();
+}
+std::int64_t Producer::new_anchor() noexcept {
+  return shm::clock_now(state_->clock);
 }
 
 Status Producer::offer(std::span<const std::byte> payload, std::string_view key,

@@ -15,8 +15,11 @@
 // x86) the window is 0 and every stamp is CLOCK_REALTIME, from the library.
 //
 // Why not clock_gettime on every message: the vDSO read costs ~45 ns here
-// (about a fifth of a round trip); rdtsc and a multiply cost about half,
-// and they overlap with the payload copy.
+// (about a fifth of a round trip); rdtsc and a multiply cost about half.
+// Where the read goes matters as much: rdtsc is microcoded and holds back
+// what follows it, so producers read the counter after the frame's other
+// stores, as the header's last field, where it overlaps with the wait for
+// the line (offer_exclusive.hpp).
 #pragma once
 
 #include <cstdint>
