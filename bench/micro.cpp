@@ -5,6 +5,8 @@
 //   BM_OfferPoll     offer then poll of that message, one thread, `block` topic
 //   BM_PollEmpty     poll of an empty ring
 //   BM_Memcpy        memcpy of the payload between two private buffers (reference)
+//   BM_Crc32c        the segment files' checksum over 64 KiB (log/crc32c.hpp), with
+//                    the instruction (path 1) or the byte table (path 0)
 //
 // Arguments: payload bytes, timestamps (ProducerOptions::timestamps) and
 // exclusive (TopicOptions::exclusive_producer: local tail instead of fetch_add).
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "log/crc32c.hpp"
 #include "shmbus/shmbus.hpp"
 
 namespace {
@@ -168,6 +171,21 @@ void BM_Memcpy(benchmark::State& state) {
   set_bytes(state, size);
 }
 
+void BM_Crc32c(benchmark::State& state) {
+  std::vector<std::byte> data(64 * 1024, std::byte{0x5a});
+  const bool instruction = state.range(0) != 0;
+  if (instruction && !shmbus::log::crc32c_hardware()) {
+    state.SkipWithError("no SSE4.2 crc32 instruction on this CPU");
+    return;
+  }
+  for (auto _ : state) {
+    std::uint32_t crc =
+        instruction ? shmbus::log::crc32c(data) : shmbus::log::crc32c_portable(data);
+    benchmark::DoNotOptimize(crc);
+  }
+  set_bytes(state, data.size());
+}
+
 BENCHMARK(BM_Offer)->ArgNames({"bytes", "ts", "excl"})->ArgsProduct({{64, 1024}, {1, 0}, {0, 1}});
 BENCHMARK(BM_ClaimCommit)
     ->ArgNames({"bytes", "ts", "excl"})
@@ -175,6 +193,7 @@ BENCHMARK(BM_ClaimCommit)
 BENCHMARK(BM_OfferPoll)->ArgNames({"bytes", "ts", "excl"})->ArgsProduct({{64, 1024}, {1, 0}, {1}});
 BENCHMARK(BM_PollEmpty);
 BENCHMARK(BM_Memcpy)->ArgName("bytes")->Arg(64)->Arg(1024);
+BENCHMARK(BM_Crc32c)->ArgName("path")->Arg(1)->Arg(0);
 
 }  // namespace
 
