@@ -102,13 +102,14 @@ struct FrameLook {
   bool damaged() const noexcept { return state != FrameState::Open && next == 0; }
 };
 
-// Looks at the frame at p, a multiple of the ring's alignment (so the header
-// lies inside the ring). `order` is the commit word's load: acquire pairs
-// with the producer's release of pending or ready.
+// Looks at the frame f, which holds position p (a multiple of `alignment`,
+// so the header lies inside what holds it: a ring, or a batch of a segment
+// file read into memory, lib/log/segment_format.hpp). `order` is the commit
+// word's load: acquire pairs with the producer's release of pending or ready.
 template <std::memory_order order = std::memory_order_acquire>
-inline FrameLook look_at(const FrameGeometry& g, std::uint64_t p) noexcept {
-  std::byte* f = g.frames + (p & g.mask);
-  const std::uint64_t word = shared<std::uint64_t>(f).load(order) ^ g.salt ^ p;
+inline FrameLook look_at_frame(std::byte* f, std::uint64_t p, std::uint64_t salt,
+                               std::uint64_t segment_bytes, std::uint64_t alignment) noexcept {
+  const std::uint64_t word = shared<std::uint64_t>(f).load(order) ^ salt ^ p;
   FrameLook l;
   if (word == 0)
     l.state = FrameState::Committed;
@@ -122,9 +123,15 @@ inline FrameLook look_at(const FrameGeometry& g, std::uint64_t p) noexcept {
   l.type = shared<std::uint16_t>(f + kFrameTypeAt).load(std::memory_order_relaxed);
   l.flags = shared<std::uint16_t>(f + kFrameFlagsAt).load(std::memory_order_relaxed);
   l.timestamp = shared<std::int64_t>(f + kFrameTimestampAt).load(std::memory_order_relaxed);
-  if (kFrameHeaderBytes + l.length <= segment_left(p, g.segment_bytes))
-    l.next = p + frame_bytes(l.length, g.alignment);
+  if (kFrameHeaderBytes + l.length <= segment_left(p, segment_bytes))
+    l.next = p + frame_bytes(l.length, alignment);
   return l;
+}
+
+// The frame at p in the ring g.
+template <std::memory_order order = std::memory_order_acquire>
+inline FrameLook look_at(const FrameGeometry& g, std::uint64_t p) noexcept {
+  return look_at_frame<order>(g.frames + (p & g.mask), p, g.salt, g.segment_bytes, g.alignment);
 }
 
 }  // namespace shmbus::detail

@@ -1,0 +1,252 @@
+// The segment file format (log/segment_format.hpp): what the spiller would
+// write is accepted whole; a file damaged anywhere (truncated, a bit
+// flipped, a page zeroed, garbage after the end) is accepted exactly up to
+// the last batch before the first changed byte, never past it, never
+// crashing; a batch that does not continue the positions is refused.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "log/segment_format.hpp"
+#include "shmbus/detail/frame.hpp"
+
+namespace shmbus::log {
+namespace {
+
+constexpr std::uint64_t kSalt = 0x9e3779b97f4a7c15ull | 1;
+constexpr std::uint64_t kRingSegment = 4096;
+constexpr std::uint64_t kAlignment = 64;
+constexpr std::uint64_t kSpan = 1 << 20;
+
+SegmentHeader segment_at(std::uint64_t base) {
+  SegmentHeader h{};
+  h.base = base;
+  h.span = kSpan;
+  h.salt = kSalt;
+  h.ring_segment = kRingSegment;
+  h.alignment = kAlignment;
+  h.partition = 3;
+  seal(h);
+  return h;
+}
+
+// Frames as a ring holds them from `position`: data frames with random
+// bodies and stamps, a pad where one would not fit before a ring segment
+// end, now and then a skipped one.
+struct Frames {
+  std::vector<std::byte> bytes;
+  std::int64_t min_ts = 0, max_ts = 0;
+  std::uint32_t count = 0;
+};
+void put_frame(std::vector<std::byte>& out, std::uint64_t p, std::uint16_t type, std::uint32_t body,
+               std::int64_t ts, bool skipped, std::mt19937_64& rng) {
+  const std::uint64_t n = detail::frame_bytes(body, kAlignment);
+  const std::size_t at = out.size();
+  out.resize(at + n);
+  for (std::size_t i = at + detail::kFrameHeaderBytes; i < out.size(); ++i)
+    out[i] = static_cast<std::byte>(rng());
+  const std::uint64_t word = p ^ kSalt ^ (skipped ? detail::kSkipBit : 0);
+  std::memcpy(&out[at], &word, 8);
+  std::memcpy(&out[at + detail::kFrameLengthAt], &body, 4);
+  std::memcpy(&out[at + detail::kFrameTypeAt], &type, 2);
+  const std::uint16_t flags = 0;
+  std::memcpy(&out[at + detail::kFrameFlagsAt], &flags, 2);
+  std::memcpy(&out[at + detail::kFrameTimestampAt], &ts, 8);
+}
+Frames make_frames(std::uint64_t position, std::size_t messages, std::mt19937_64& rng) {
+  Frames f;
+  std::uint64_t p = position;
+  bool stamped = false;
+  for (std::size_t i = 0; i < messages; ++i) {
+    const auto body = static_cast<std::uint32_t>(rng() % 300);
+    const std::uint64_t n = detail::frame_bytes(body, kAlignment);
+    const std::uint64_t left = detail::segment_left(p, kRingSegment);
+    if (n > left) {  // as a producer pads a segment end
+      put_frame(f.bytes, p, 2, static_cast<std::uint32_t>(left - detail::kFrameHeaderBytes), 0,
+                false, rng);
+      p += left;
+      ++f.count;
+    }
+    // Stamps that go backwards now and then (two producers' clocks).
+    const std::int64_t ts = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(rng() % 1000000);
+    const bool skipped = rng() % 17 == 0;
+    put_frame(f.bytes, p, 1, body, ts, skipped, rng);
+    if (!skipped) {
+      f.min_ts = stamped ? std::min(f.min_ts, ts) : ts;
+      f.max_ts = stamped ? std::max(f.max_ts, ts) : ts;
+      stamped = true;
+    }
+    p += n;
+    ++f.count;
+  }
+  return f;
+}
+
+std::span<const std::byte> bytes_of(const void* p, std::size_t n) {
+  return {static_cast<const std::byte*>(p), n};
+}
+
+// A segment file as the spiller would leave it, and where its batches end.
+struct File {
+  std::vector<std::byte> bytes;
+  std::vector<std::uint64_t> batch_ends;  // file offsets
+  std::uint64_t end_position = 0;
+  std::uint64_t frames = 0;
+};
+File make_file(std::uint64_t base, std::size_t batches, std::mt19937_64& rng) {
+  File file;
+  const SegmentHeader h = segment_at(base);
+  file.bytes.resize(kSegmentDataAt);
+  std::memcpy(file.bytes.data(), &h, sizeof h);
+  std::uint64_t p = base;
+  for (std::size_t i = 0; i < batches; ++i) {
+    BatchHeader b;
+    std::vector<std::byte> body;
+    if (i % 7 == 6) {
+      b = gap_batch(p, p + 3 * kAlignment);
+    } else {
+      Frames f = make_frames(p, 1 + rng() % 40, rng);
+      const std::optional<BatchHeader> made = frames_batch(h, p, f.bytes);
+      EXPECT_TRUE(made) << "batch " << i;
+      b = *made;
+      EXPECT_EQ(b.frames, f.count);
+      EXPECT_EQ(b.min_timestamp, f.min_ts);
+      EXPECT_EQ(b.max_timestamp, f.max_ts);
+      file.frames += f.count;
+      body = std::move(f.bytes);
+    }
+    const auto hb = bytes_of(&b, sizeof b);
+    file.bytes.insert(file.bytes.end(), hb.begin(), hb.end());
+    file.bytes.insert(file.bytes.end(), body.begin(), body.end());
+    file.batch_ends.push_back(file.bytes.size());
+    p = b.end;
+  }
+  file.end_position = p;
+  file.bytes.resize(file.bytes.size() + 8192);  // the preallocated zeros
+  return file;
+}
+
+TEST(SegmentFormat, WhatTheWriterMakesIsAcceptedWhole) {
+  std::mt19937_64 rng(7);
+  const std::uint64_t base = 5 * kSpan;
+  const File f = make_file(base, 30, rng);
+  const SegmentScan s = scan_segment(f.bytes, base);
+  EXPECT_TRUE(s.header_ok);
+  EXPECT_EQ(s.stop, "");
+  EXPECT_EQ(s.batches, 30u);
+  EXPECT_EQ(s.frames, f.frames);
+  EXPECT_EQ(s.gaps, 4u * 3 * kAlignment);
+  EXPECT_EQ(s.end, f.end_position);
+  EXPECT_EQ(s.valid_bytes, f.batch_ends.back());
+}
+
+TEST(SegmentFormat, TheWriterRefusesFramesRecoveryWouldRefuse) {
+  std::mt19937_64 rng(8);
+  const SegmentHeader h = segment_at(0);
+  Frames f = make_frames(0, 10, rng);
+  ASSERT_TRUE(frames_batch(h, 0, f.bytes));
+  EXPECT_FALSE(frames_batch(h, 64, f.bytes)) << "commit words of other positions";
+  EXPECT_FALSE(frames_batch(h, 0, std::span(f.bytes).first(f.bytes.size() - 64)))
+      << "the last frame cut";
+  std::vector<std::byte> pending = f.bytes;
+  const std::uint64_t word = 0 ^ kSalt ^ detail::kPendingBit;
+  std::memcpy(pending.data(), &word, 8);
+  EXPECT_FALSE(frames_batch(h, 0, pending)) << "a frame still handed out";
+  EXPECT_FALSE(frames_batch(h, kSpan - 64, f.bytes)) << "crossing the segment's span";
+}
+
+TEST(SegmentFormat, ABatchThatDoesNotContinueThePositionsEndsTheScan) {
+  std::mt19937_64 rng(9);
+  File f = make_file(0, 5, rng);
+  // Make batch 3 claim a later position, with valid CRCs throughout.
+  const std::uint64_t at = f.batch_ends[2];
+  BatchHeader b;
+  std::memcpy(&b, &f.bytes[at], sizeof b);
+  ASSERT_EQ(b.kind, BatchKind::Frames);
+  b.position += kAlignment;
+  b.end += kAlignment;
+  seal(b);
+  std::memcpy(&f.bytes[at], &b, sizeof b);
+  const SegmentScan s = scan_segment(f.bytes, 0);
+  EXPECT_EQ(s.batches, 3u);
+  EXPECT_EQ(s.valid_bytes, f.batch_ends[2]);
+  EXPECT_NE(s.stop, "");
+}
+
+// Where a damaged file must stop: the last batch that ends at or before the
+// first changed byte (offset d); nothing when d falls in the header itself.
+std::uint64_t batches_before(const File& f, std::uint64_t d) {
+  std::uint64_t k = 0;
+  while (k < f.batch_ends.size() && f.batch_ends[k] <= d) ++k;
+  return k;
+}
+
+TEST(SegmentFormat, DamageAnywhereIsCutAtTheLastBatchBeforeIt) {
+  std::mt19937_64 rng(10);
+  const std::uint64_t base = 2 * kSpan;
+  const File clean = make_file(base, 25, rng);
+  const std::uint64_t data_end = clean.batch_ends.back();
+  for (int round = 0; round < 1500; ++round) {
+    std::vector<std::byte> file = clean.bytes;
+    const int kind = round % 5;
+    std::uint64_t d = 0;  // first changed offset (or the truncation point)
+    if (kind == 0) {      // truncated at a random offset, often at a boundary
+      const std::uint64_t cut = round % 10 == 0
+                                    ? clean.batch_ends[rng() % clean.batch_ends.size()] - rng() % 2
+                                    : kSegmentDataAt + rng() % (data_end - kSegmentDataAt + 1);
+      file.resize(cut);
+      d = cut;
+    } else if (kind == 1) {  // one bit flipped
+      d = rng() % data_end;
+      file[d] ^= static_cast<std::byte>(1u << (rng() % 8));
+    } else if (kind == 2) {  // a 4 KiB page zeroed
+      const std::uint64_t page = (rng() % (data_end / 4096 + 1)) * 4096;
+      std::fill(file.begin() + static_cast<std::ptrdiff_t>(page),
+                file.begin() +
+                    static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(page + 4096, file.size())),
+                std::byte{0});
+      d = page;
+      while (d < file.size() && file[d] == clean.bytes[d]) ++d;
+    } else if (kind == 3) {  // a torn page: its second half from another time
+      const std::uint64_t page = (rng() % (data_end / 4096 + 1)) * 4096 + 2048;
+      for (std::uint64_t i = page; i < std::min<std::uint64_t>(page + 2048, file.size()); ++i)
+        file[i] = static_cast<std::byte>(rng());
+      d = page;
+    } else {  // garbage in the preallocated tail, right after the last batch
+      d = data_end + rng() % 128;
+      file[d] = static_cast<std::byte>(1 + rng() % 255);
+    }
+    const SegmentScan s = scan_segment(file, base);
+    if (d < sizeof(SegmentHeader) || (kind == 0 && d < kSegmentDataAt)) {
+      EXPECT_FALSE(s.header_ok) << "round " << round;
+      EXPECT_EQ(s.batches, 0u);
+      continue;
+    }
+    ASSERT_TRUE(s.header_ok) << "round " << round << " d " << d;
+    // The rest of the header block is not read: damage there cuts nothing.
+    const std::uint64_t k = d < kSegmentDataAt ? clean.batch_ends.size() : batches_before(clean, d);
+    ASSERT_EQ(s.batches, k) << "round " << round << " kind " << kind << " d " << d;
+    ASSERT_EQ(s.valid_bytes, k == 0 ? kSegmentDataAt : clean.batch_ends[k - 1]);
+    if (kind != 0 && kind != 4 && k < clean.batch_ends.size()) {
+      EXPECT_NE(s.stop, "") << "round " << round;
+    }
+  }
+}
+
+TEST(SegmentFormat, AHeaderForAnotherBaseOrGeometryIsRefused) {
+  std::mt19937_64 rng(11);
+  const File f = make_file(kSpan, 3, rng);
+  EXPECT_FALSE(scan_segment(f.bytes, 2 * kSpan).header_ok);
+  SegmentHeader h = segment_at(0);
+  h.ring_segment = 3000;
+  seal(h);
+  EXPECT_FALSE(check(h));
+  h = segment_at(kSpan / 2);
+  EXPECT_FALSE(check(h)) << "a base that is not a multiple of the span";
+  EXPECT_FALSE(scan_segment(std::span(f.bytes).first(100), kSpan).header_ok);
+}
+
+}  // namespace
+}  // namespace shmbus::log
