@@ -22,6 +22,7 @@
 #include "control/protocol.hpp"
 #include "control/registry.hpp"
 #include "log/ring.hpp"
+#include "log/segment_format.hpp"
 #include "shmbus/shmbus.hpp"
 
 using namespace shmbus;
@@ -291,6 +292,55 @@ void frames(const fs::path& ring_file, const fs::path& cursor_file) {
   write("frame", "edge-key-too-long", key);
 }
 
+// Segment files of the ring's frames, as the spiller would write them:
+// three batches and a gap, the preallocated zeros after them; and the same
+// file torn inside its last batch.
+void segments(const log::Ring& ring) {
+  log::SegmentHeader h{};
+  h.base = 0;
+  h.span = 1 << 20;
+  h.salt = ring.salt();
+  h.ring_segment = ring.segment_bytes();
+  h.alignment = ring.alignment();
+  log::seal(h);
+  std::vector<std::byte> file(log::kSegmentDataAt);
+  std::memcpy(file.data(), &h, sizeof h);
+  const auto* frames = reinterpret_cast<const std::byte*>(ring.frame_at(0));
+  std::vector<std::uint64_t> ends;  // of each frame, in the ring's first lap
+  for (std::uint64_t p = 0, tail = ring.tail().load(); p < tail && p < ring.capacity();) {
+    p += ring.frame_bytes(ring.frame_at(p)->length);
+    ends.push_back(p);
+  }
+  if (ends.size() < 3 || ends.back() > ring.capacity()) {
+    std::fprintf(stderr, "make_corpus: the frames ring holds too few frames in its first lap\n");
+    std::exit(1);
+  }
+  const std::vector<std::uint64_t> cuts{0, ends[ends.size() / 3], ends[2 * ends.size() / 3],
+                                        ends.back()};
+  auto add = [&](const log::BatchHeader& b, std::span<const std::byte> body) {
+    const auto* at = reinterpret_cast<const std::byte*>(&b);
+    file.insert(file.end(), at, at + sizeof b);
+    file.insert(file.end(), body.begin(), body.end());
+  };
+  for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+    const std::span<const std::byte> body(frames + cuts[i], cuts[i + 1] - cuts[i]);
+    const std::optional<log::BatchHeader> b = log::frames_batch(h, cuts[i], body);
+    if (!b) {
+      std::fprintf(stderr, "make_corpus: the ring's frames at %llu do not make a batch\n",
+                   static_cast<unsigned long long>(cuts[i]));
+      std::exit(1);
+    }
+    add(*b, body);
+  }
+  const std::uint64_t end = cuts.back();
+  add(log::gap_batch(end, end + 4 * h.alignment), {});
+  std::vector<std::byte> torn(file.begin(), file.end() - 100);
+  file.resize(file.size() + 128);
+  write("segment", "batches-and-gap", file);
+  write("segment", "torn-last-batch", torn);
+  write("segment", "batch-header-only", std::vector<std::byte>(file.begin(), file.begin() + 4096 + 64));
+}
+
 void rings() {
   char root[] = "/dev/shm/shmbus-corpus-XXXXXX";
   if (::mkdtemp(root) == nullptr) {
@@ -343,6 +393,14 @@ void rings() {
   ring_seed("edge-wrong-partition", read_file(log::ring_path(dir.string(), "frames", 0)),
             read_file(log::cursor_path(dir.string(), "frames", 0)), 1);
   frames(log::ring_path(dir.string(), "frames", 0), log::cursor_path(dir.string(), "frames", 0));
+  {
+    auto ring = log::Ring::open(dir.string(), "frames", 0, false, false);
+    if (!ring) {
+      std::fprintf(stderr, "make_corpus: %s\n", ring.error().message.c_str());
+      std::exit(1);
+    }
+    segments(*ring);
+  }
   fs::remove_all(root);
 }
 
