@@ -1,0 +1,333 @@
+#include "log/segment_log.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <utility>
+
+namespace shmbus::log {
+namespace {
+
+namespace fs = std::filesystem;
+
+Error sys_error(int err, const std::string& what) {
+  return Error{err, what + ": " + std::strerror(err)};
+}
+
+// A 20-digit base and ".seg", or nothing.
+bool parse_name(const std::string& name, std::uint64_t& base) {
+  if (name.size() != 24 || name.compare(20, 4, ".seg") != 0) return false;
+  base = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    const std::uint64_t digit = static_cast<std::uint64_t>(name[i] - '0');
+    if (base > (~std::uint64_t{0} - digit) / 10) return false;
+    base = base * 10 + digit;
+  }
+  return true;
+}
+
+// A file's bytes, mapped read-only for a scan.
+class Mapped {
+ public:
+  explicit Mapped(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size <= 0) return;
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      error_ = errno;
+      return;
+    }
+    data_ = static_cast<const std::byte*>(p);
+    size_ = static_cast<std::size_t>(st.st_size);
+  }
+  ~Mapped() {
+    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+  }
+  Mapped(const Mapped&) = delete;
+  Mapped& operator=(const Mapped&) = delete;
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  int error() const noexcept { return error_; }
+
+ private:
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  int error_ = 0;
+};
+
+// The same ring wrote it: its frames can be followed by ours in one file.
+bool same_ring(const SegmentHeader& a, const SegmentHeader& b) noexcept {
+  return a.span == b.span && a.salt == b.salt && a.ring_segment == b.ring_segment &&
+         a.alignment == b.alignment && a.partition == b.partition;
+}
+
+}  // namespace
+
+std::string segment_name(std::uint64_t base) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%020llu.seg", static_cast<unsigned long long>(base));
+  return name;
+}
+
+Result<SegmentLog> SegmentLog::open(const std::string& dir, const SegmentHeader& geometry,
+                                    std::uint64_t start) {
+  SegmentHeader g = geometry;
+  g.base = 0;
+  if (!valid_geometry(g))
+    return Error{EINVAL, "segment geometry for " + dir +
+                             " is not sound (span, ring segment and alignment: powers of two, "
+                             "span >= ring segment >= alignment >= 8)"};
+  std::error_code ec;
+  if (const fs::path parent = fs::path(dir).parent_path(); !parent.empty())
+    fs::create_directories(parent, ec);
+  if (ec) return Error{ec.value(), "cannot create " + dir + ": " + ec.message()};
+  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
+    return sys_error(errno, "cannot create " + dir);
+  SegmentLog log;
+  log.dir_ = dir;
+  log.geometry_ = g;
+  log.start_ = log.end_ = start;
+  log.dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (log.dir_fd_ < 0) return sys_error(errno, "cannot open " + dir);
+  if (Outcome r = log.recover(); !r) return r.error();
+  return log;
+}
+
+SegmentLog::SegmentLog(SegmentLog&& o) noexcept {
+  *this = std::move(o);
+}
+
+SegmentLog& SegmentLog::operator=(SegmentLog&& o) noexcept {
+  if (this != &o) {
+    close_file();
+    if (dir_fd_ >= 0) ::close(dir_fd_);
+    dir_ = std::move(o.dir_);
+    geometry_ = o.geometry_;
+    dir_fd_ = std::exchange(o.dir_fd_, -1);
+    fd_ = std::exchange(o.fd_, -1);
+    base_ = o.base_;
+    offset_ = o.offset_;
+    start_ = o.start_;
+    end_ = o.end_;
+    recovery_ = std::move(o.recovery_);
+  }
+  return *this;
+}
+
+SegmentLog::~SegmentLog() {
+  close_file();
+  if (dir_fd_ >= 0) ::close(dir_fd_);
+}
+
+void SegmentLog::close_file() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Outcome SegmentLog::recover() {
+  std::vector<std::uint64_t> bases;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir_, ec)) {
+    std::uint64_t base;
+    if (parse_name(e.path().filename().string(), base)) bases.push_back(base);
+  }
+  if (ec) return Error{ec.value(), "cannot read directory " + dir_ + ": " + ec.message()};
+  std::sort(bases.begin(), bases.end());
+
+  Recovery& r = recovery_;
+  std::size_t kept = 0;
+  bool damaged = false;
+  SegmentHeader last{};  // the last kept file's header
+  for (; kept < bases.size() && !damaged; ++kept) {
+    const std::uint64_t base = bases[kept];
+    const std::string path = dir_ + "/" + segment_name(base);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return sys_error(errno, "cannot open segment " + path);
+    SegmentScan s;
+    SegmentHeader h{};
+    {
+      Mapped m(fd);
+      if (m.error() != 0) {
+        ::close(fd);
+        return sys_error(m.error(), "cannot map segment " + path);
+      }
+      s = scan_segment(m.bytes(), base);
+      if (m.bytes().size() >= sizeof h) std::memcpy(&h, m.bytes().data(), sizeof h);
+    }
+    if (s.header_ok && h.span != geometry_.span) {
+      ::close(fd);
+      return Error{EINVAL, "segment " + path + " has a span of " + std::to_string(h.span) +
+                               " positions, this partition " + std::to_string(geometry_.span)};
+    }
+    // It must start where the one before it ended (which was full).
+    const bool continues = kept == 0 || r.end == base;
+    if (!s.header_ok || !continues) {
+      ::close(fd);
+      r.damage =
+          path + ": " + (continues ? s.stop : "does not start where the segment before it ended");
+      damaged = true;
+      break;  // this file and all after it go
+    }
+    if (kept == 0) start_ = base;
+    r.batches += s.batches;
+    r.frames += s.frames;
+    r.end = s.end;
+    if (!s.stop.empty()) {
+      struct stat st {};
+      ::fstat(fd, &st);
+      r.truncated_bytes = static_cast<std::uint64_t>(st.st_size) - s.valid_bytes;
+      r.damage = path + ": " + s.stop;
+      damaged = true;
+      if (::ftruncate(fd, static_cast<off_t>(s.valid_bytes)) != 0 || ::fdatasync(fd) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return sys_error(err, "cannot truncate damaged segment " + path);
+      }
+    }
+    close_file();
+    fd_ = fd;
+    base_ = base;
+    offset_ = s.valid_bytes;
+    last = h;
+  }
+  // Everything after the first damaged file, or its successor that does not
+  // continue it, goes; a file with no valid header goes with them.
+  for (std::size_t i = kept; i < bases.size(); ++i) {
+    const std::string path = dir_ + "/" + segment_name(bases[i]);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return sys_error(errno, "cannot remove segment " + path + " after damage");
+    ++r.removed_segments;
+  }
+  if (r.removed_segments != 0 && ::fsync(dir_fd_) != 0)
+    return sys_error(errno, "cannot fsync " + dir_);
+  r.segments = kept;
+  if (kept == 0) {
+    r.end = end_;
+    r.start = start_;
+    return Done{};
+  }
+  r.start = start_;
+  end_ = r.end;
+  // The file appended to next must hold the current ring's frames.
+  if (end_ < base_ + geometry_.span && !same_ring(last, geometry_))
+    return Error{EINVAL, "segment " + dir_ + "/" + segment_name(base_) +
+                             " was written from another ring (salt, geometry or partition "
+                             "differ) and is not full: cannot append to it"};
+  return Done{};
+}
+
+Outcome SegmentLog::roll(std::uint64_t base) {
+  if (fd_ >= 0 && ::fdatasync(fd_) != 0) return sys_error(errno, "fdatasync of " + dir_);
+  close_file();
+  const std::string path = dir_ + "/" + segment_name(base);
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
+  if (fd < 0) return sys_error(errno, "cannot create segment " + path);
+  SegmentHeader h = geometry_;
+  h.base = base;
+  h.created_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  seal(h);
+  std::vector<std::byte> block(kSegmentDataAt);
+  std::memcpy(block.data(), &h, sizeof h);
+  if (::pwrite(fd, block.data(), block.size(), 0) != static_cast<ssize_t>(block.size()) ||
+      ::fdatasync(fd) != 0 || ::fsync(dir_fd_) != 0) {
+    const int err = errno != 0 ? errno : EIO;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return sys_error(err, "cannot write the header of segment " + path);
+  }
+  fd_ = fd;
+  base_ = base;
+  offset_ = kSegmentDataAt;
+  // A first file that starts inside its span says what it does not hold.
+  if (end_ > base) return write_batch(gap_batch(base, end_), {});
+  return Done{};
+}
+
+Outcome SegmentLog::write_batch(const BatchHeader& b, std::span<const std::byte> frames) {
+  iovec iov[2] = {{const_cast<BatchHeader*>(&b), sizeof b},
+                  {const_cast<std::byte*>(frames.data()), frames.size()}};
+  std::uint64_t done = 0;
+  const std::uint64_t total = sizeof b + frames.size();
+  while (done < total) {
+    // Past the first iovec's end, write from the frames alone.
+    const bool in_header = done < sizeof b;
+    iovec rest[2] = {iov[0], iov[1]};
+    int n = 2;
+    if (in_header) {
+      rest[0].iov_base = reinterpret_cast<std::byte*>(iov[0].iov_base) + done;
+      rest[0].iov_len = sizeof b - done;
+    } else {
+      rest[0].iov_base = const_cast<std::byte*>(frames.data()) + (done - sizeof b);
+      rest[0].iov_len = total - done;
+      n = 1;
+    }
+    const ssize_t w = ::pwritev(fd_, rest, n, static_cast<off_t>(offset_ + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const int err = w < 0 ? errno : ENOSPC;
+      // Leave the file as it was: recovery would cut it here anyway.
+      (void)::ftruncate(fd_, static_cast<off_t>(offset_));
+      return sys_error(err, "cannot append to segment " + dir_ + "/" + segment_name(base_));
+    }
+    done += static_cast<std::uint64_t>(w);
+  }
+  offset_ += total;
+  end_ = b.end;
+  return Done{};
+}
+
+Outcome SegmentLog::append(std::uint64_t position, std::span<const std::byte> frames) {
+  if (position != end_)
+    return Error{EINVAL, "append at " + std::to_string(position) + " to " + dir_ +
+                             ", whose end is " + std::to_string(end_)};
+  while (!frames.empty()) {
+    if (fd_ < 0 || end_ == base_ + geometry_.span) {
+      if (Outcome r = roll(end_ - end_ % geometry_.span); !r) return r;
+    }
+    // A span boundary is a ring segment boundary, so a frame boundary.
+    const std::uint64_t room = base_ + geometry_.span - end_;
+    const std::span<const std::byte> part =
+        frames.first(std::min<std::uint64_t>(room, frames.size()));
+    SegmentHeader h = geometry_;
+    h.base = base_;
+    const std::optional<BatchHeader> b = frames_batch(h, end_, part);
+    if (!b)
+      return Error{EINVAL, "the frames at " + std::to_string(end_) +
+                               " are not settled frames of this ring that end where they "
+                               "say; nothing written"};
+    if (Outcome r = write_batch(*b, part); !r) return r;
+    frames = frames.subspan(part.size());
+  }
+  return Done{};
+}
+
+Outcome SegmentLog::append_gap(std::uint64_t to) {
+  while (end_ < to) {
+    if (fd_ < 0 || end_ == base_ + geometry_.span) {
+      if (Outcome r = roll(end_ - end_ % geometry_.span); !r) return r;
+    }
+    const std::uint64_t part_end = std::min(to, base_ + geometry_.span);
+    if (Outcome r = write_batch(gap_batch(end_, part_end), {}); !r) return r;
+  }
+  return Done{};
+}
+
+Outcome SegmentLog::sync() {
+  if (fd_ >= 0 && ::fdatasync(fd_) != 0)
+    return sys_error(errno, "fdatasync of segment " + dir_ + "/" + segment_name(base_));
+  return Done{};
+}
+
+}  // namespace shmbus::log

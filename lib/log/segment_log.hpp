@@ -1,0 +1,92 @@
+// lib/log/segment_log.hpp — one durable partition's directory of segment
+// files (segment_format.hpp): recovery when it is opened, then appends.
+//
+//   <dir>/00000000000000000000.seg   positions [0, span)
+//   <dir>/00000000001073741824.seg   positions [span, 2 span)   ...
+//
+// Recovery, automatic at open (STYLE.md 18): the files are taken in base
+// order, each scanned (scan_segment); each must start where the one before
+// it ended, and only a full one may have a successor. The first file that
+// fails is truncated after its last good batch, and every file after it is
+// removed: nothing after the first damage is trusted, nothing is repaired.
+// The directory is fsynced after a file is created or removed.
+//
+// Appends are plain pwrite()s and fdatasync(): this is the format's
+// reference writer, the path a spiller without io_uring takes, and what the
+// tests check files against. Not thread-safe: one writer per partition, and
+// no two processes (the daemon's spiller owns the directory).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "log/segment_format.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus::log {
+
+// What recovery found and did.
+struct Recovery {
+  std::uint64_t start = 0;     // oldest position on disk
+  std::uint64_t end = 0;       // next position to append
+  std::uint64_t segments = 0;  // files kept
+  std::uint64_t batches = 0;   // accepted, in all of them
+  std::uint64_t frames = 0;
+  std::uint64_t truncated_bytes = 0;   // cut from the first damaged file
+  std::uint64_t removed_segments = 0;  // files after it
+  std::string damage;                  // what the first damaged file said ("" when none)
+};
+
+// The file name of the segment starting at `base`.
+std::string segment_name(std::uint64_t base);
+
+class SegmentLog {
+ public:
+  // Opens dir (creating it, 0750) and recovers it. `geometry` gives the
+  // span, salt, ring segment, alignment and partition of new files; files
+  // already there must have the same, or the open fails naming the file.
+  // `start` is where an empty directory begins (the ring's oldest frame).
+  static Result<SegmentLog> open(const std::string& dir, const SegmentHeader& geometry,
+                                 std::uint64_t start);
+  SegmentLog(SegmentLog&&) noexcept;
+  SegmentLog& operator=(SegmentLog&&) noexcept;
+  ~SegmentLog();
+
+  const Recovery& recovery() const noexcept { return recovery_; }
+  std::uint64_t end() const noexcept { return end_; }
+  std::uint64_t start() const noexcept { return start_; }
+
+  // Appends the settled frames [position, position + frames.size()) read
+  // from the ring; position must be end(). Split where they cross a span
+  // (a new file each time), each part one batch. On an error (a full disk,
+  // EIO) nothing past end() is in the files, and end() says how far it
+  // got: the parts before a file that could not be made are kept.
+  Outcome append(std::uint64_t position, std::span<const std::byte> frames);
+  // Records that [end(), to) was lost (an `overwrite` ring lapped its
+  // spiller), in Gap batches, one per span crossed.
+  Outcome append_gap(std::uint64_t to);
+  // fdatasync of the file being appended to (earlier files were synced
+  // when they were closed).
+  Outcome sync();
+
+ private:
+  SegmentLog() = default;
+  Outcome recover();
+  Outcome roll(std::uint64_t base);
+  Outcome write_batch(const BatchHeader& b, std::span<const std::byte> frames);
+  void close_file() noexcept;
+
+  std::string dir_;
+  SegmentHeader geometry_{};
+  int dir_fd_ = -1;
+  int fd_ = -1;               // the file being appended to
+  std::uint64_t base_ = 0;    // its base
+  std::uint64_t offset_ = 0;  // its append offset
+  std::uint64_t start_ = 0;
+  std::uint64_t end_ = 0;
+  Recovery recovery_;
+};
+
+}  // namespace shmbus::log
