@@ -87,6 +87,18 @@ void seal(BatchHeader& b) noexcept {
   b.header_crc = batch_crc(b);
 }
 
+void seal(Checkpoint& c) noexcept {
+  c.magic = kCheckpointMagic;
+  c.version = kCheckpointVersion;
+  c.crc = crc32c(bytes_of(&c, sizeof c).subspan(16));
+}
+
+bool check(const Checkpoint& c) noexcept {
+  return c.magic == kCheckpointMagic && c.version == kCheckpointVersion &&
+         c.crc == crc32c(bytes_of(&c, sizeof c).subspan(16)) && c.offset >= kSegmentDataAt &&
+         c.position >= c.base;
+}
+
 std::optional<BatchHeader> frames_batch(const SegmentHeader& segment, std::uint64_t position,
                                         std::span<const std::byte> frames) noexcept {
   if (frames.empty() || frames.size() > UINT32_MAX ||
@@ -119,7 +131,8 @@ BatchHeader gap_batch(std::uint64_t from, std::uint64_t to) noexcept {
   return b;
 }
 
-SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base) {
+SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base,
+                         std::optional<ScanFrom> from) {
   SegmentScan r;
   r.end = base;
   SegmentHeader s;
@@ -143,48 +156,69 @@ SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base) {
   std::uint64_t at = kSegmentDataAt;
   auto stop = [&](std::string why) {
     r.stop = "batch at file offset " + std::to_string(at) + ": " + std::move(why);
-    return r;
+    return false;
   };
-  while (file.size() - at >= sizeof(BatchHeader)) {
-    BatchHeader b;
-    std::memcpy(&b, file.data() + at, sizeof b);
-    if (b.magic == 0) {
-      // The zeros after the last batch: a clean end, unless data follows
-      // close behind them (a zeroed page, not the preallocated tail; the
-      // window keeps a scan from reading a whole preallocation).
-      const auto rest = file.subspan(at, std::min<std::uint64_t>(file.size() - at, kZeroWindow));
-      const auto data =
-          std::find_if(rest.begin(), rest.end(), [](std::byte x) { return x != std::byte{0}; });
-      if (data != rest.end())
-        return stop("zeros, then data again at file offset " +
-                    std::to_string(at + static_cast<std::uint64_t>(data - rest.begin())));
+  if (from) {
+    if (from->offset < kSegmentDataAt || from->offset > file.size() || from->position < base ||
+        from->position > limit) {
+      stop("the resume point (offset " + std::to_string(from->offset) + ", position " +
+           std::to_string(from->position) + ") lies outside the file");
       return r;
     }
-    if (b.magic != kBatchMagic) return stop("no batch magic");
-    if (b.header_crc != batch_crc(b)) return stop("header CRC mismatch");
-    if (b.position != r.end)
-      return stop("position " + std::to_string(b.position) + ", expected " + std::to_string(r.end));
-    if (b.kind == BatchKind::Gap) {
-      if (b.bytes != 0 || b.end <= b.position || b.end > limit) return stop("bad gap range");
-      r.gaps += b.end - b.position;
-    } else if (b.kind == BatchKind::Frames) {
-      if (b.bytes == 0 || b.position >= limit || b.bytes > limit - b.position ||
-          b.end != b.position + b.bytes)
-        return stop("length " + std::to_string(b.bytes) + " out of bounds");
-      if (file.size() - at - sizeof b < b.bytes) return stop("torn: its frames end past the file");
-      const std::span<const std::byte> frames = file.subspan(at + sizeof b, b.bytes);
-      if (crc32c(frames) != b.data_crc) return stop("data CRC mismatch");
-      const std::optional<Walk> w = walk(s, b.position, frames);
-      if (!w || w->frames != b.frames) return stop("its frames do not walk to its end");
-      r.frames += b.frames;
-    } else {
-      return stop("unknown kind " + std::to_string(static_cast<unsigned>(b.kind)));
-    }
-    ++r.batches;
-    at += sizeof b + b.bytes;
-    r.end = b.end;
-    r.valid_bytes = at;
+    at = r.valid_bytes = from->offset;
+    r.end = from->position;
   }
+  const std::uint64_t first = at;
+  // The batches, one by one, until one fails or the data ends; true when
+  // they end at zeros (a clean end, nothing more to look at).
+  const bool ended_at_zeros = [&] {
+    while (file.size() - at >= sizeof(BatchHeader)) {
+      BatchHeader b;
+      std::memcpy(&b, file.data() + at, sizeof b);
+      if (b.magic == 0) {
+        // The zeros after the last batch: a clean end, unless data follows
+        // close behind them (a zeroed page, not the preallocated tail; the
+        // window keeps a scan from reading a whole preallocation).
+        const auto rest = file.subspan(at, std::min<std::uint64_t>(file.size() - at, kZeroWindow));
+        const auto data =
+            std::find_if(rest.begin(), rest.end(), [](std::byte x) { return x != std::byte{0}; });
+        if (data != rest.end())
+          return stop("zeros, then data again at file offset " +
+                      std::to_string(at + static_cast<std::uint64_t>(data - rest.begin())));
+        return true;
+      }
+      if (b.magic != kBatchMagic) return stop("no batch magic");
+      if (b.header_crc != batch_crc(b)) return stop("header CRC mismatch");
+      if (b.position != r.end)
+        return stop("position " + std::to_string(b.position) + ", expected " +
+                    std::to_string(r.end));
+      if (b.kind == BatchKind::Gap) {
+        if (b.bytes != 0 || b.end <= b.position || b.end > limit) return stop("bad gap range");
+        r.gaps += b.end - b.position;
+      } else if (b.kind == BatchKind::Frames) {
+        if (b.bytes == 0 || b.position >= limit || b.bytes > limit - b.position ||
+            b.end != b.position + b.bytes)
+          return stop("length " + std::to_string(b.bytes) + " out of bounds");
+        if (file.size() - at - sizeof b < b.bytes)
+          return stop("torn: its frames end past the file");
+        const std::span<const std::byte> frames = file.subspan(at + sizeof b, b.bytes);
+        if (crc32c(frames) != b.data_crc) return stop("data CRC mismatch");
+        const std::optional<Walk> w = walk(s, b.position, frames);
+        if (!w || w->frames != b.frames) return stop("its frames do not walk to its end");
+        r.frames += b.frames;
+      } else {
+        return stop("unknown kind " + std::to_string(static_cast<unsigned>(b.kind)));
+      }
+      ++r.batches;
+      at += sizeof b + b.bytes;
+      r.end = b.end;
+      r.valid_bytes = at;
+    }
+    return false;
+  }();
+  r.scanned_bytes = at - first;
+  if (ended_at_zeros || !r.stop.empty()) return r;
+  // Fewer bytes than a batch header are left: zeros, or a torn header.
   if (at < file.size() && std::any_of(file.begin() + static_cast<std::ptrdiff_t>(at), file.end(),
                                       [](std::byte x) { return x != std::byte{0}; }))
     r.stop = "torn batch header at file offset " + std::to_string(at);

@@ -81,6 +81,32 @@ struct BatchHeader {
 };
 static_assert(sizeof(BatchHeader) == 64);
 
+// <dir>/checkpoint: the recovery point of a partition's directory, replaced
+// atomically (written as checkpoint.tmp, fdatasync, rename, fsync of the
+// directory). Everything below `position` is in the files and was synced
+// before it was written; recovery trusts the files before `base` and scans
+// from `offset` in base's file, so after a crash it reads only what came
+// after the last checkpoint.
+inline constexpr std::uint64_t kCheckpointMagic = 0x3150434b42534853ull;  // "SHSBKCP1"
+inline constexpr std::uint32_t kCheckpointVersion = 1;
+
+struct Checkpoint {
+  std::uint64_t magic;      //  0 kCheckpointMagic
+  std::uint32_t version;    //  8 kCheckpointVersion
+  std::uint32_t crc;        // 12 CRC32C of the 48 bytes from 16
+  std::uint64_t position;   // 16 all below it is on disk
+  std::uint64_t base;       // 24 the file it lies in
+  std::uint64_t offset;     // 32 its file offset there (a batch boundary)
+  std::uint32_t clean;      // 40 1: written by a clean close, nothing after it
+  std::uint32_t reserved;   // 44 0
+  std::int64_t written_ns;  // 48 CLOCK_REALTIME
+  std::uint64_t reserved2;  // 56 0
+};
+static_assert(sizeof(Checkpoint) == 64);
+
+void seal(Checkpoint& c) noexcept;
+bool check(const Checkpoint& c) noexcept;
+
 // Whether a segment's geometry can hold frames at all (powers of two, the
 // span a multiple of the ring segment, the alignment at least 8).
 bool valid_geometry(const SegmentHeader& h) noexcept;
@@ -110,10 +136,20 @@ struct SegmentScan {
   std::uint64_t frames = 0;
   std::uint64_t gaps = 0;  // positions lost in Gap batches
   std::string stop;        // why the scan stopped before the file's end ("" at a clean end)
+  std::uint64_t scanned_bytes = 0;  // of the batches this scan read and accepted
+};
+
+// Where a scan may start instead of the first batch: a batch boundary that
+// a checkpoint vouches for (segment_log.hpp).
+struct ScanFrom {
+  std::uint64_t offset;    // in the file
+  std::uint64_t position;  // of the batch there
 };
 
 // Scans `file` (a segment file's bytes from offset 0) whose name says it
 // starts at `base`. Never reads outside `file`, whatever it holds.
-SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base);
+// With `from`, the batches before it are taken as they are, unread.
+SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base,
+                         std::optional<ScanFrom> from = std::nullopt);
 
 }  // namespace shmbus::log

@@ -145,12 +145,19 @@ Outcome SegmentLog::recover() {
   std::sort(bases.begin(), bases.end());
 
   Recovery& r = recovery_;
+  const std::optional<Checkpoint> cp = usable_checkpoint(bases);
+  r.from_checkpoint = cp.has_value();
   std::size_t kept = 0;
   bool damaged = false;
   SegmentHeader last{};  // the last kept file's header
   for (; kept < bases.size() && !damaged; ++kept) {
     const std::uint64_t base = bases[kept];
     const std::string path = dir_ + "/" + segment_name(base);
+    if (cp && base < cp->base) {  // vouched for: full, and continued by the next
+      if (kept == 0) start_ = base;
+      r.end = base + geometry_.span;
+      continue;
+    }
     const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) return sys_error(errno, "cannot open segment " + path);
     SegmentScan s;
@@ -161,7 +168,10 @@ Outcome SegmentLog::recover() {
         ::close(fd);
         return sys_error(m.error(), "cannot map segment " + path);
       }
-      s = scan_segment(m.bytes(), base);
+      s = scan_segment(m.bytes(), base,
+                       cp && base == cp->base
+                           ? std::optional<ScanFrom>(ScanFrom{cp->offset, cp->position})
+                           : std::nullopt);
       if (m.bytes().size() >= sizeof h) std::memcpy(&h, m.bytes().data(), sizeof h);
     }
     if (s.header_ok && h.span != geometry_.span) {
@@ -181,6 +191,7 @@ Outcome SegmentLog::recover() {
     if (kept == 0) start_ = base;
     r.batches += s.batches;
     r.frames += s.frames;
+    r.scanned_bytes += s.scanned_bytes;
     r.end = s.end;
     if (!s.stop.empty()) {
       struct stat st {};
@@ -218,11 +229,81 @@ Outcome SegmentLog::recover() {
   }
   r.start = start_;
   end_ = r.end;
+  r.clean = cp && cp->clean != 0 && cp->position == end_ && r.damage.empty();
   // The file appended to next must hold the current ring's frames.
   if (end_ < base_ + geometry_.span && !same_ring(last, geometry_))
     return Error{EINVAL, "segment " + dir_ + "/" + segment_name(base_) +
                              " was written from another ring (salt, geometry or partition "
                              "differ) and is not full: cannot append to it"};
+  return Done{};
+}
+
+// The checkpoint, when it is sound and matches the files: its file is
+// there and long enough, and the files before it follow each other span by
+// span from the first (else recovery reads everything, and says why).
+std::optional<Checkpoint> SegmentLog::usable_checkpoint(const std::vector<std::uint64_t>& bases) {
+  const std::string path = dir_ + "/checkpoint";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) recovery_.checkpoint_note = path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  Checkpoint c{};
+  const ssize_t n = ::pread(fd, &c, sizeof c, 0);
+  ::close(fd);
+  auto refuse = [&](const std::string& why) {
+    recovery_.checkpoint_note = path + ": " + why + "; every file is scanned";
+    return std::nullopt;
+  };
+  if (n != static_cast<ssize_t>(sizeof c) || !check(c)) return refuse("not a valid checkpoint");
+  if (c.base % geometry_.span != 0 || c.position > c.base + geometry_.span)
+    return refuse("its position is not inside its file's span");
+  const auto at = std::find(bases.begin(), bases.end(), c.base);
+  if (at == bases.end()) return refuse("its file " + segment_name(c.base) + " is missing");
+  for (auto i = bases.begin(); i != at; ++i)
+    if (*(i + 1) != *i + geometry_.span) return refuse("the files before it do not follow");
+  struct stat st {};
+  if (::stat((dir_ + "/" + segment_name(c.base)).c_str(), &st) != 0 ||
+      static_cast<std::uint64_t>(st.st_size) < c.offset)
+    return refuse("its file is shorter than it says");
+  return c;
+}
+
+Outcome SegmentLog::write_checkpoint(bool clean) {
+  Checkpoint c{};
+  c.position = end_;
+  c.base = base_;
+  c.offset = offset_;
+  c.clean = clean ? 1 : 0;
+  c.written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  seal(c);
+  const std::string tmp = dir_ + "/checkpoint.tmp", path = dir_ + "/checkpoint";
+  const int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0640);
+  if (fd < 0) return sys_error(errno, "cannot create " + tmp);
+  const bool written =
+      ::pwrite(fd, &c, sizeof c, 0) == static_cast<ssize_t>(sizeof c) && ::fdatasync(fd) == 0;
+  const int err = errno != 0 ? errno : EIO;
+  ::close(fd);
+  if (!written) return sys_error(err, "cannot write " + tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error(errno, "cannot rename " + tmp);
+  if (::fsync(dir_fd_) != 0) return sys_error(errno, "cannot fsync " + dir_);
+  return Done{};
+}
+
+Outcome SegmentLog::checkpoint() {
+  if (fd_ < 0) return Done{};  // nothing appended yet
+  if (Outcome r = sync(); !r) return r;
+  return write_checkpoint(false);
+}
+
+Outcome SegmentLog::close() {
+  if (fd_ >= 0) {
+    if (Outcome r = sync(); !r) return r;
+    if (Outcome r = write_checkpoint(true); !r) return r;
+  }
+  close_file();
   return Done{};
 }
 

@@ -9,7 +9,9 @@
 // it ended, and only a full one may have a successor. The first file that
 // fails is truncated after its last good batch, and every file after it is
 // removed: nothing after the first damage is trusted, nothing is repaired.
-// The directory is fsynced after a file is created or removed.
+// The directory is fsynced after a file is created or removed. A
+// checkpoint (segment_format.hpp) lets recovery skip what it vouches for:
+// after a crash, only what was appended since the last one is read.
 //
 // Appends are plain pwrite()s and fdatasync(): this is the format's
 // reference writer, the path a spiller without io_uring takes, and what the
@@ -18,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,6 +40,10 @@ struct Recovery {
   std::uint64_t truncated_bytes = 0;   // cut from the first damaged file
   std::uint64_t removed_segments = 0;  // files after it
   std::string damage;                  // what the first damaged file said ("" when none)
+  bool from_checkpoint = false;        // the files before the checkpoint's were not read
+  bool clean = false;                  // a clean close's checkpoint, nothing after it
+  std::string checkpoint_note;         // why a checkpoint there was not used ("" when none)
+  std::uint64_t scanned_bytes = 0;     // batch bytes read and checked
 };
 
 // The file name of the segment starting at `base`.
@@ -70,10 +77,17 @@ class SegmentLog {
   // fdatasync of the file being appended to (earlier files were synced
   // when they were closed).
   Outcome sync();
+  // sync(), then a checkpoint at end(): a later recovery reads only what
+  // comes after it.
+  Outcome checkpoint();
+  // A clean close: a checkpoint that says so, then the files closed.
+  Outcome close();
 
  private:
   SegmentLog() = default;
   Outcome recover();
+  Outcome write_checkpoint(bool clean);
+  std::optional<Checkpoint> usable_checkpoint(const std::vector<std::uint64_t>& bases);
   Outcome roll(std::uint64_t base);
   Outcome write_batch(const BatchHeader& b, std::span<const std::byte> frames);
   void close_file() noexcept;

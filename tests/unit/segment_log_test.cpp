@@ -57,7 +57,7 @@ class SegmentLogTest : public ::testing::Test {
 
   std::vector<fs::path> files() const {
     std::vector<fs::path> v;
-    for (const auto& e : fs::directory_iterator(dir)) v.push_back(e.path());
+    for (const auto& e : fs::directory_iterator(dir)) v.push_back(e.path());  // .seg and checkpoint
     std::sort(v.begin(), v.end());
     return v;
   }
@@ -166,6 +166,82 @@ TEST_F(SegmentLogTest, DamageIsCutWithEverythingAfterItAndAppendsContinue) {
     EXPECT_EQ(again->recovery().damage, "") << "round " << round;
     EXPECT_EQ(again->end(), end);
   }
+}
+
+std::uint64_t total_size(const std::vector<fs::path>& files) {
+  std::uint64_t n = 0;
+  for (const fs::path& p : files)
+    if (p.extension() == ".seg") n += fs::file_size(p) - kSegmentDataAt;
+  return n;
+}
+
+TEST_F(SegmentLogTest, AfterACheckpointRecoveryReadsOnlyWhatCameAfterIt) {
+  std::mt19937_64 rng(5);
+  std::uint64_t end = 0, after = 0;
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    append_chunks(*log, 60, rng);
+    ASSERT_TRUE(log->checkpoint());
+    const std::uint64_t before = total_size(files());
+    append_chunks(*log, 3, rng);
+    after = total_size(files()) - before;
+    end = log->end();
+  }  // gone without a close, as after kill -9
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    const Recovery& r = log->recovery();
+    EXPECT_TRUE(r.from_checkpoint) << r.checkpoint_note;
+    EXPECT_FALSE(r.clean);
+    EXPECT_EQ(r.end, end);
+    EXPECT_EQ(r.scanned_bytes, after) << "exactly what was appended after the checkpoint";
+    EXPECT_TRUE(log->close());
+  }
+  auto log = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_TRUE(log) << log.error().message;
+  EXPECT_TRUE(log->recovery().clean);
+  EXPECT_EQ(log->recovery().scanned_bytes, 0u);
+  EXPECT_EQ(log->end(), end);
+}
+
+TEST_F(SegmentLogTest, ACheckpointThatDoesNotMatchTheFilesIsNotTrusted) {
+  std::mt19937_64 rng(6);
+  std::uint64_t end = 0;
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    append_chunks(*log, 40, rng);
+    end = log->end();
+    ASSERT_TRUE(log->close());
+  }
+  const std::uint64_t all = total_size(files());
+  {  // a flipped byte: not a valid checkpoint
+    std::fstream f(dir + "/checkpoint", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+  }
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    EXPECT_FALSE(log->recovery().from_checkpoint);
+    EXPECT_NE(log->recovery().checkpoint_note.find("not a valid checkpoint"), std::string::npos)
+        << log->recovery().checkpoint_note;
+    EXPECT_EQ(log->recovery().scanned_bytes, all);
+    EXPECT_EQ(log->end(), end);
+    ASSERT_TRUE(log->close());
+  }
+  // Its file cut below where it points: everything is scanned, the cut found.
+  std::vector<fs::path> segs = files();
+  std::erase_if(segs, [](const fs::path& p) { return p.extension() != ".seg"; });
+  fs::resize_file(segs.back(), fs::file_size(segs.back()) - 10);
+  auto log = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_TRUE(log) << log.error().message;
+  EXPECT_FALSE(log->recovery().from_checkpoint);
+  EXPECT_NE(log->recovery().checkpoint_note.find("shorter"), std::string::npos)
+      << log->recovery().checkpoint_note;
+  EXPECT_NE(log->recovery().damage, "");
+  EXPECT_LT(log->end(), end);
 }
 
 TEST_F(SegmentLogTest, AFullFileSystemIsAClearErrorAndLosesNothingWritten) {
