@@ -7,7 +7,8 @@
 // What must hold: the scan reads nothing outside the input (ASan), accepts
 // a prefix of it (a valid header and then whole batches), and that prefix
 // alone, followed by zeros, scans to the same batches with a clean end:
-// what recovery keeps after truncating is itself a clean file.
+// what recovery keeps after truncating is itself a clean file. A scan
+// resumed at a batch boundary (as from a checkpoint) agrees with it.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -40,5 +41,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(again.header_ok && again.stop.empty());
   FUZZ_CHECK(again.batches == s.batches && again.frames == s.frames && again.end == s.end &&
              again.gaps == s.gaps && again.valid_bytes == s.valid_bytes);
+  // Resuming where a checkpoint could point gives the same answer: at the
+  // first batch (the whole scan again), and at the end of what was kept.
+  const SegmentScan whole = scan_segment(file, base, ScanFrom{kSegmentDataAt, base});
+  FUZZ_CHECK(whole.batches == s.batches && whole.end == s.end && whole.stop == s.stop &&
+             whole.valid_bytes == s.valid_bytes && whole.scanned_bytes == s.scanned_bytes);
+  const SegmentScan tail = scan_segment(file, base, ScanFrom{s.valid_bytes, s.end});
+  FUZZ_CHECK(tail.batches == 0 && tail.end == s.end && tail.valid_bytes == s.valid_bytes &&
+             tail.scanned_bytes == 0);
   return 0;
 }
