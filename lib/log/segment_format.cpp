@@ -96,7 +96,7 @@ void seal(Checkpoint& c) noexcept {
 bool check(const Checkpoint& c) noexcept {
   return c.magic == kCheckpointMagic && c.version == kCheckpointVersion &&
          c.crc == crc32c(bytes_of(&c, sizeof c).subspan(16)) && c.offset >= kSegmentDataAt &&
-         c.position >= c.base;
+         c.offset % 8 == 0 && c.position >= c.base;
 }
 
 std::optional<BatchHeader> frames_batch(const SegmentHeader& segment, std::uint64_t position,
@@ -193,7 +193,8 @@ SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base,
         return stop("position " + std::to_string(b.position) + ", expected " +
                     std::to_string(r.end));
       if (b.kind == BatchKind::Gap) {
-        if (b.bytes != 0 || b.end <= b.position || b.end > limit) return stop("bad gap range");
+        if (b.bytes != 0 || b.end <= b.position || b.end > limit || b.end % s.alignment != 0)
+          return stop("bad gap range");
         r.gaps += b.end - b.position;
       } else if (b.kind == BatchKind::Frames) {
         if (b.bytes == 0 || b.position >= limit || b.bytes > limit - b.position ||

@@ -148,7 +148,9 @@ struct ScanFrom {
 
 // Scans `file` (a segment file's bytes from offset 0) whose name says it
 // starts at `base`. Never reads outside `file`, whatever it holds.
-// With `from`, the batches before it are taken as they are, unread.
+// With `from`, the batches before it are taken as they are, unread; a
+// `from` outside the file stops the scan there (stop says so), so callers
+// pass only what a checkpoint they checked vouches for.
 SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base,
                          std::optional<ScanFrom> from = std::nullopt);
 

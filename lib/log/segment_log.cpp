@@ -91,8 +91,19 @@ Result<SegmentLog> SegmentLog::open(const std::string& dir, const SegmentHeader&
   if (const fs::path parent = fs::path(dir).parent_path(); !parent.empty())
     fs::create_directories(parent, ec);
   if (ec) return Error{ec.value(), "cannot create " + dir + ": " + ec.message()};
-  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
+  if (::mkdir(dir.c_str(), 0750) == 0) {
+    // The new directory's entry in its parent must survive a power loss too.
+    const std::string parent = fs::path(dir).parent_path().empty()
+                                   ? std::string(".")
+                                   : fs::path(dir).parent_path().string();
+    const int pfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool synced = pfd >= 0 && ::fsync(pfd) == 0;
+    const int err = errno;
+    if (pfd >= 0) ::close(pfd);
+    if (!synced) return sys_error(err, "cannot fsync " + parent + " after creating " + dir);
+  } else if (errno != EEXIST) {
     return sys_error(errno, "cannot create " + dir);
+  }
   SegmentLog log;
   log.dir_ = dir;
   log.geometry_ = g;
@@ -137,9 +148,9 @@ void SegmentLog::close_file() noexcept {
 Outcome SegmentLog::recover() {
   std::vector<std::uint64_t> bases;
   std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir_, ec)) {
+  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     std::uint64_t base;
-    if (parse_name(e.path().filename().string(), base)) bases.push_back(base);
+    if (parse_name(it->path().filename().string(), base)) bases.push_back(base);
   }
   if (ec) return Error{ec.value(), "cannot read directory " + dir_ + ": " + ec.message()};
   std::sort(bases.begin(), bases.end());
@@ -179,14 +190,34 @@ Outcome SegmentLog::recover() {
       return Error{EINVAL, "segment " + path + " has a span of " + std::to_string(h.span) +
                                " positions, this partition " + std::to_string(geometry_.span)};
     }
-    // It must start where the one before it ended (which was full).
-    const bool continues = kept == 0 || r.end == base;
-    if (!s.header_ok || !continues) {
+    if (!s.header_ok) {
+      struct stat st {};
+      ::fstat(fd, &st);
       ::close(fd);
-      r.damage =
-          path + ": " + (continues ? s.stop : "does not start where the segment before it ended");
+      // Another version's file: not ours to judge, nor to delete.
+      if (h.magic == kSegmentMagic && h.version != kSegmentVersion)
+        return Error{EINVAL, "segment " + path + " has format version " +
+                                 std::to_string(h.version) + "; this shmbus reads version " +
+                                 std::to_string(kSegmentVersion) + " (nothing was changed)"};
+      // A last file that holds no more than its header block is a creation
+      // cut short (roll() syncs the header before any batch): it goes. A
+      // damaged header in front of data is not guessed at, and not deleted.
+      if (kept + 1 != bases.size() || static_cast<std::uint64_t>(st.st_size) > kSegmentDataAt)
+        return Error{EUCLEAN, "segment " + path + ": " + s.stop +
+                                  ", and it holds data; refusing to recover " + dir_ +
+                                  " (nothing was changed)"};
+      r.damage = path + ": " + s.stop + " (a file cut short at its creation)";
       damaged = true;
-      break;  // this file and all after it go
+      break;  // this file goes
+    }
+    // It must start where the one before it ended (which was full): a file
+    // missing or cut in the middle of the directory is not repaired by
+    // deleting what follows it.
+    if (kept != 0 && r.end != base) {
+      ::close(fd);
+      return Error{EUCLEAN, "segment " + path + " does not start where the one before it ended (" +
+                                std::to_string(r.end) + "); refusing to recover " + dir_ +
+                                " (nothing was changed)"};
     }
     if (kept == 0) start_ = base;
     r.batches += s.batches;
@@ -222,6 +253,19 @@ Outcome SegmentLog::recover() {
   if (r.removed_segments != 0 && ::fsync(dir_fd_) != 0)
     return sys_error(errno, "cannot fsync " + dir_);
   r.segments = kept;
+  // A checkpoint not used, or whose file went, vouches for files that are
+  // no longer what it saw: it goes before anything is appended.
+  if (cp && std::find(bases.begin(), bases.begin() + static_cast<std::ptrdiff_t>(kept), cp->base) ==
+                bases.begin() + static_cast<std::ptrdiff_t>(kept))
+    r.from_checkpoint = false;
+  if (!r.from_checkpoint) {
+    const std::string path = dir_ + "/checkpoint";
+    if (::unlink(path.c_str()) == 0) {
+      if (::fsync(dir_fd_) != 0) return sys_error(errno, "cannot fsync " + dir_);
+    } else if (errno != ENOENT) {
+      return sys_error(errno, "cannot remove the unused checkpoint " + path);
+    }
+  }
   if (kept == 0) {
     r.end = end_;
     r.start = start_;
@@ -331,8 +375,17 @@ Outcome SegmentLog::roll(std::uint64_t base) {
   fd_ = fd;
   base_ = base;
   offset_ = kSegmentDataAt;
-  // A first file that starts inside its span says what it does not hold.
-  if (end_ > base) return write_batch(gap_batch(base, end_), {});
+  // A first file that starts inside its span says what it does not hold;
+  // if even that fails, the file goes again, so that the next append rolls
+  // anew instead of writing frames where the gap should be.
+  if (end_ > base) {
+    if (Outcome r = write_batch(gap_batch(base, end_), {}); !r) {
+      close_file();
+      ::unlink(path.c_str());
+      (void)::fsync(dir_fd_);
+      return r;
+    }
+  }
   return Done{};
 }
 
@@ -387,7 +440,7 @@ Outcome SegmentLog::append(std::uint64_t position, std::span<const std::byte> fr
     if (!b)
       return Error{EINVAL, "the frames at " + std::to_string(end_) +
                                " are not settled frames of this ring that end where they "
-                               "say; nothing written"};
+                               "say; nothing of them written"};
     if (Outcome r = write_batch(*b, part); !r) return r;
     frames = frames.subspan(part.size());
   }
@@ -395,6 +448,9 @@ Outcome SegmentLog::append(std::uint64_t position, std::span<const std::byte> fr
 }
 
 Outcome SegmentLog::append_gap(std::uint64_t to) {
+  if (to % geometry_.alignment != 0)
+    return Error{EINVAL, "a gap to " + std::to_string(to) + " in " + dir_ +
+                             " does not end at a frame boundary"};
   while (end_ < to) {
     if (fd_ < 0 || end_ == base_ + geometry_.span) {
       if (Outcome r = roll(end_ - end_ % geometry_.span); !r) return r;

@@ -6,8 +6,10 @@
 // lost.
 #include <gtest/gtest.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -242,6 +244,151 @@ TEST_F(SegmentLogTest, ACheckpointThatDoesNotMatchTheFilesIsNotTrusted) {
       << log->recovery().checkpoint_note;
   EXPECT_NE(log->recovery().damage, "");
   EXPECT_LT(log->end(), end);
+}
+
+// A failed write of a first file's leading gap leaves no file behind that
+// a later append could write frames into without the gap (found by a
+// review: the next full scan cut the file to its header).
+TEST_F(SegmentLogTest, AFailedLeadingGapLeavesNoHalfMadeFile) {
+  std::mt19937_64 rng(7);
+  const std::uint64_t start = kSmallSpan + 5 * kAlignment;
+  auto log = SegmentLog::open(dir, geometry(), start);
+  ASSERT_TRUE(log) << log.error().message;
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = kSegmentDataAt + 32;  // the header block fits, the gap batch does not
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const Frames f = make_frames(start, 3, rng);
+  const Outcome failed = log->append(start, f.bytes);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, EFBIG) << failed.error().message;
+  EXPECT_EQ(log->end(), start);
+  ASSERT_TRUE(log->append(start, f.bytes));
+  const std::uint64_t end = log->end();
+  auto again = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->recovery().damage, "");
+  EXPECT_EQ(again->end(), end);
+  EXPECT_EQ(again->recovery().batches, 2u) << "the gap, then the frames";
+}
+
+// A checkpoint that recovery could not use is removed, so that it cannot
+// vouch later for files it never saw (found by a review).
+TEST_F(SegmentLogTest, ACheckpointNotUsedIsRemovedBeforeAnythingIsAppended) {
+  std::mt19937_64 rng(8);
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    append_chunks(*log, 30, rng);
+    ASSERT_TRUE(log->checkpoint());
+  }
+  std::vector<fs::path> segs = files();
+  std::erase_if(segs, [](const fs::path& p) { return p.extension() != ".seg"; });
+  fs::resize_file(segs.back(), fs::file_size(segs.back()) / 2 + kSegmentDataAt / 2);
+  std::uint64_t end = 0;
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    EXPECT_FALSE(log->recovery().from_checkpoint);
+    EXPECT_FALSE(fs::exists(dir + "/checkpoint"));
+    // Refill past where the old checkpoint pointed, and stop without a close.
+    append_chunks(*log, 30, rng);
+    end = log->end();
+  }
+  auto log = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_TRUE(log) << log.error().message;
+  EXPECT_EQ(log->recovery().damage, "");
+  EXPECT_EQ(log->end(), end);
+}
+
+// A damaged header in front of data, a file missing in the middle, or
+// another version's file: open fails naming it, and nothing is deleted.
+TEST_F(SegmentLogTest, WhatRecoveryCannotJudgeItRefusesAndDeletesNothing) {
+  std::mt19937_64 rng(9);
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    append_chunks(*log, 40, rng);
+  }
+  const std::vector<fs::path> before = files();
+  ASSERT_GE(before.size(), 3u);
+  auto flip = [](const fs::path& p, std::streamoff at) {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(at);
+    char c;
+    f.read(&c, 1);
+    f.seekp(at);
+    f.put(static_cast<char>(c ^ 1));
+  };
+  flip(before.front(), 20);  // in the oldest file's header
+  auto damaged = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_FALSE(damaged);
+  EXPECT_NE(damaged.error().message.find(before.front().filename().string()), std::string::npos)
+      << damaged.error().message;
+  EXPECT_EQ(files(), before);
+  flip(before.front(), 20);
+
+  {
+    std::fstream f(before.front(), std::ios::in | std::ios::out | std::ios::binary);
+    SegmentHeader h;
+    f.read(reinterpret_cast<char*>(&h), sizeof h);
+    h.version = kSegmentVersion + 1;
+    f.seekp(0);
+    f.write(reinterpret_cast<const char*>(&h), sizeof h);
+  }
+  auto other = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find("format version"), std::string::npos)
+      << other.error().message;
+  EXPECT_EQ(files(), before);
+  {
+    std::fstream f(before.front(), std::ios::in | std::ios::out | std::ios::binary);
+    SegmentHeader h;
+    f.read(reinterpret_cast<char*>(&h), sizeof h);
+    h.version = kSegmentVersion;
+    f.seekp(0);
+    f.write(reinterpret_cast<const char*>(&h), sizeof h);
+  }
+  ASSERT_TRUE(SegmentLog::open(dir, geometry(), 0)) << "restored";
+
+  const fs::path middle = before[1];
+  const fs::path kept = dir + "/aside";
+  fs::rename(middle, kept);
+  auto gap = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_FALSE(gap);
+  EXPECT_NE(gap.error().message.find("does not start where"), std::string::npos)
+      << gap.error().message;
+  fs::rename(kept, middle);
+  EXPECT_EQ(files(), before);
+}
+
+TEST_F(SegmentLogTest, ALastFileCutShortAtItsCreationGoes) {
+  std::mt19937_64 rng(10);
+  std::uint64_t end = 0;
+  {
+    auto log = SegmentLog::open(dir, geometry(), 0);
+    ASSERT_TRUE(log) << log.error().message;
+    while (log->end() < kSmallSpan) {  // exactly one full file
+      const std::uint64_t room = kSmallSpan - log->end();
+      const Frames f = make_frames(log->end(), 1, rng);
+      if (f.bytes.size() > room) break;
+      ASSERT_TRUE(log->append(log->end(), f.bytes));
+    }
+    end = log->end();
+  }
+  // The next file, its header block torn.
+  std::vector<std::byte> torn(kSegmentDataAt, std::byte{0x33});
+  std::ofstream(dir + "/" + segment_name(kSmallSpan), std::ios::binary)
+      .write(reinterpret_cast<const char*>(torn.data()), static_cast<std::streamsize>(torn.size()));
+  auto log = SegmentLog::open(dir, geometry(), 0);
+  ASSERT_TRUE(log) << log.error().message;
+  EXPECT_NE(log->recovery().damage.find("cut short"), std::string::npos) << log->recovery().damage;
+  EXPECT_EQ(log->recovery().removed_segments, 1u);
+  EXPECT_EQ(log->end(), end);
 }
 
 TEST_F(SegmentLogTest, AFullFileSystemIsAClearErrorAndLosesNothingWritten) {

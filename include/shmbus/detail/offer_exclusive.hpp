@@ -2,8 +2,8 @@
 // compiled into the caller: an exclusive producer's message with neither key
 // nor properties, with room before the segment end and below the cached gate.
 // Anything else (a shared topic's claim by fetch_add, a segment end to pad,
-// back-pressure, an open claim, a frame too large, a clock anchor to take)
-// goes to the library.
+// back-pressure, an open claim, a frame too large) goes to the library; so
+// does a clock anchor to take, by a call (anchor()) from inside step 4.
 //
 // Why in the header: as for Consumer::poll (poll_in_place.hpp), the call into
 // the library is on every message's latency, between the application's
@@ -19,8 +19,9 @@
 //   2 tail = p + n, release  (after 1: a reaper that sees the tail sees the claim;
 //                             before 3-5: overwrite readers check it after copying)
 //   3 payload
-//   4 header: length, type Data, flags 0, timestamp (the counter, read before
-//     step 1, extrapolated: shmbus/detail/clock.hpp)
+//   4 header: length, type Data, flags 0, then the timestamp (the counter,
+//     read here, after the other stores, and extrapolated:
+//     shmbus/detail/clock.hpp)
 //   5 commit word = p ^ salt, release   (consumers acquire-load it: 3 and 4 first)
 //   6 light fence, then load the futex waiter count; wake if non-zero (the
 //     Dekker pairing with a consumer falling asleep, lib/shm/asymmetric_fence.hpp)
