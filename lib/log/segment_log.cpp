@@ -8,21 +8,20 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 #include <utility>
 
+#include "shm/clock.hpp"
+#include "shm/file.hpp"
+
 namespace shmbus::log {
 namespace {
 
 namespace fs = std::filesystem;
-
-Error sys_error(int err, const std::string& what) {
-  return Error{err, what + ": " + std::strerror(err)};
-}
+using shm::sys_error;
 
 // A 20-digit base and ".seg", or nothing.
 bool parse_name(const std::string& name, std::uint64_t& base) {
@@ -73,6 +72,10 @@ bool same_ring(const SegmentHeader& a, const SegmentHeader& b) noexcept {
 
 }  // namespace
 
+std::string SegmentLog::file_path(std::uint64_t base) const {
+  return dir_ + "/" + segment_name(base);
+}
+
 std::string segment_name(std::uint64_t base) {
   char name[32];
   std::snprintf(name, sizeof name, "%020llu.seg", static_cast<unsigned long long>(base));
@@ -87,12 +90,10 @@ Result<SegmentLog> SegmentLog::open(const std::string& dir, const SegmentHeader&
     return Error{EINVAL, "segment geometry for " + dir +
                              " is not sound (span, ring segment and alignment: powers of two, "
                              "span >= ring segment >= alignment >= 8)"};
-  std::error_code ec;
-  if (const fs::path parent = fs::path(dir).parent_path(); !parent.empty())
-    fs::create_directories(parent, ec);
-  if (ec) return Error{ec.value(), "cannot create " + dir + ": " + ec.message()};
-  if (::mkdir(dir.c_str(), 0750) == 0) {
-    // The new directory's entry in its parent must survive a power loss too.
+  if (Outcome made = shm::make_directory(dir); !made) return made.error();
+  {
+    // The directory's entry in its parent must survive a power loss too
+    // (this run may have made it, or one that crashed before syncing it).
     const std::string parent = fs::path(dir).parent_path().empty()
                                    ? std::string(".")
                                    : fs::path(dir).parent_path().string();
@@ -100,9 +101,7 @@ Result<SegmentLog> SegmentLog::open(const std::string& dir, const SegmentHeader&
     const bool synced = pfd >= 0 && ::fsync(pfd) == 0;
     const int err = errno;
     if (pfd >= 0) ::close(pfd);
-    if (!synced) return sys_error(err, "cannot fsync " + parent + " after creating " + dir);
-  } else if (errno != EEXIST) {
-    return sys_error(errno, "cannot create " + dir);
+    if (!synced) return sys_error(err, "cannot fsync " + parent + ", the parent of " + dir);
   }
   SegmentLog log;
   log.dir_ = dir;
@@ -163,7 +162,7 @@ Outcome SegmentLog::recover() {
   SegmentHeader last{};  // the last kept file's header
   for (; kept < bases.size() && !damaged; ++kept) {
     const std::uint64_t base = bases[kept];
-    const std::string path = dir_ + "/" + segment_name(base);
+    const std::string path = file_path(base);
     if (cp && base < cp->base) {  // vouched for: full, and continued by the next
       if (kept == 0) start_ = base;
       r.end = base + geometry_.span;
@@ -245,7 +244,7 @@ Outcome SegmentLog::recover() {
   // Everything after the first damaged file, or its successor that does not
   // continue it, goes; a file with no valid header goes with them.
   for (std::size_t i = kept; i < bases.size(); ++i) {
-    const std::string path = dir_ + "/" + segment_name(bases[i]);
+    const std::string path = file_path(bases[i]);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       return sys_error(errno, "cannot remove segment " + path + " after damage");
     ++r.removed_segments;
@@ -276,7 +275,7 @@ Outcome SegmentLog::recover() {
   r.clean = cp && cp->clean != 0 && cp->position == end_ && r.damage.empty();
   // The file appended to next must hold the current ring's frames.
   if (end_ < base_ + geometry_.span && !same_ring(last, geometry_))
-    return Error{EINVAL, "segment " + dir_ + "/" + segment_name(base_) +
+    return Error{EINVAL, "segment " + file_path(base_) +
                              " was written from another ring (salt, geometry or partition "
                              "differ) and is not full: cannot append to it"};
   return Done{};
@@ -307,7 +306,7 @@ std::optional<Checkpoint> SegmentLog::usable_checkpoint(const std::vector<std::u
   for (auto i = bases.begin(); i != at; ++i)
     if (*(i + 1) != *i + geometry_.span) return refuse("the files before it do not follow");
   struct stat st {};
-  if (::stat((dir_ + "/" + segment_name(c.base)).c_str(), &st) != 0 ||
+  if (::stat(file_path(c.base).c_str(), &st) != 0 ||
       static_cast<std::uint64_t>(st.st_size) < c.offset)
     return refuse("its file is shorter than it says");
   return c;
@@ -319,9 +318,7 @@ Outcome SegmentLog::write_checkpoint(bool clean) {
   c.base = base_;
   c.offset = offset_;
   c.clean = clean ? 1 : 0;
-  c.written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
+  c.written_ns = shm::realtime_ns();
   seal(c);
   const std::string tmp = dir_ + "/checkpoint.tmp", path = dir_ + "/checkpoint";
   const int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0640);
@@ -354,14 +351,12 @@ Outcome SegmentLog::close() {
 Outcome SegmentLog::roll(std::uint64_t base) {
   if (fd_ >= 0 && ::fdatasync(fd_) != 0) return sys_error(errno, "fdatasync of " + dir_);
   close_file();
-  const std::string path = dir_ + "/" + segment_name(base);
+  const std::string path = file_path(base);
   const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
   if (fd < 0) return sys_error(errno, "cannot create segment " + path);
   SegmentHeader h = geometry_;
   h.base = base;
-  h.created_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
+  h.created_ns = shm::realtime_ns();
   seal(h);
   std::vector<std::byte> block(kSegmentDataAt);
   std::memcpy(block.data(), &h, sizeof h);
@@ -413,7 +408,7 @@ Outcome SegmentLog::write_batch(const BatchHeader& b, std::span<const std::byte>
       const int err = w < 0 ? errno : ENOSPC;
       // Leave the file as it was: recovery would cut it here anyway.
       (void)::ftruncate(fd_, static_cast<off_t>(offset_));
-      return sys_error(err, "cannot append to segment " + dir_ + "/" + segment_name(base_));
+      return sys_error(err, "cannot append to segment " + file_path(base_));
     }
     done += static_cast<std::uint64_t>(w);
   }
@@ -463,7 +458,7 @@ Outcome SegmentLog::append_gap(std::uint64_t to) {
 
 Outcome SegmentLog::sync() {
   if (fd_ >= 0 && ::fdatasync(fd_) != 0)
-    return sys_error(errno, "fdatasync of segment " + dir_ + "/" + segment_name(base_));
+    return sys_error(errno, "fdatasync of segment " + file_path(base_));
   return Done{};
 }
 

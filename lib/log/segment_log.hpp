@@ -86,6 +86,7 @@ class SegmentLog {
  private:
   SegmentLog() = default;
   Outcome recover();
+  std::string file_path(std::uint64_t base) const;
   Outcome write_checkpoint(bool clean);
   std::optional<Checkpoint> usable_checkpoint(const std::vector<std::uint64_t>& bases);
   Outcome roll(std::uint64_t base);

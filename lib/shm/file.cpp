@@ -17,11 +17,11 @@
 #include "shm/process.hpp"
 
 namespace shmbus::shm {
-namespace {
-
 Error sys_error(int err, const std::string& what) {
   return Error{err, what + ": " + std::strerror(err)};
 }
+
+namespace {
 
 std::string hex(std::uint64_t v) {
   char b[24];

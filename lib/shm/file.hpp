@@ -72,6 +72,10 @@ std::string bus_directory(std::string_view bus);
 // mkdir -p with mode 0750 for the directories it creates.
 Outcome make_directory(const std::string& path);
 
+// An Error for a failed system call: `what` (naming the object), then
+// strerror(err).
+Error sys_error(int err, const std::string& what);
+
 struct MapOptions {
   bool writable = false;
   bool prefault = true;
