@@ -338,7 +338,8 @@ void segments(const log::Ring& ring) {
   file.resize(file.size() + 128);
   write("segment", "batches-and-gap", file);
   write("segment", "torn-last-batch", torn);
-  write("segment", "batch-header-only", std::vector<std::byte>(file.begin(), file.begin() + 4096 + 64));
+  write("segment", "batch-header-only",
+        std::vector<std::byte>(file.begin(), file.begin() + 4096 + 64));
 }
 
 void rings() {
