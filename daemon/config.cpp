@@ -134,7 +134,7 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
   r.only(t, prefix,
          {"name", "partitions", "segment_bytes", "segments", "policy", "alignment", "numa_node",
           "max_producers", "max_consumers", "exclusive_producer", "hung_producer_timeout_ms",
-          "slow_consumer_timeout_ms", "acl"});
+          "slow_consumer_timeout_ms", "durable", "fsync", "fsync_interval_ms", "acl"});
   TopicConfig c;
   const auto* name = t.get("name");
   if (name == nullptr) r.fail(t.source(), prefix + "name", "missing (every topic needs a name)");
@@ -179,6 +179,22 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
     else
       r.fail(n->source(), prefix + "policy", "'" + p + "' is neither \"block\" nor \"overwrite\"");
   }
+  if (auto n = t.get("durable")) o.durable = r.boolean(*n, prefix + "durable");
+  if (auto n = t.get("fsync")) {
+    const auto f = r.string(*n, prefix + "fsync");
+    if (f == "never")
+      o.fsync = Fsync::Never;
+    else if (f == "interval")
+      o.fsync = Fsync::Interval;
+    else if (f == "always")
+      o.fsync = Fsync::Always;
+    else
+      r.fail(n->source(), prefix + "fsync",
+             "'" + f + "' is none of \"never\", \"interval\", \"always\"");
+  }
+  if (auto n = t.get("fsync_interval_ms"))
+    o.fsync_interval_ms =
+        static_cast<std::uint32_t>(r.integer(*n, prefix + "fsync_interval_ms", 1, 60000));
   if (auto n = t.get("numa_node")) {
     c.numa_node = static_cast<int>(r.integer(*n, prefix + "numa_node", -1, 4095));
     if (c.numa_node >= 0) o.placement = {Placement::Kind::Node, c.numa_node};
@@ -220,6 +236,11 @@ std::optional<std::string> check_topic(const TopicOptions& o, const control::Acl
   if (o.slow_consumer_timeout_ms != 0 && o.policy != Policy::Block)
     return "slow_consumer_timeout_ms: only for policy \"block\" (overwrite never waits for "
            "consumers)";
+  if (o.fsync != Fsync::Never && o.fsync != Fsync::Interval && o.fsync != Fsync::Always)
+    return "fsync: must be never, interval or always";
+  if (o.durable && o.fsync == Fsync::Interval &&
+      (o.fsync_interval_ms < 1 || o.fsync_interval_ms > 60000))
+    return "fsync_interval_ms: must be 1..60000";
   // Each factor is bounded above (2^30, 2^10, 2^10): the product fits in 64 bits.
   const std::uint64_t total = o.segment_bytes * o.segment_count * o.partitions;
   if (total > max_topic_bytes)
@@ -228,6 +249,14 @@ std::optional<std::string> check_topic(const TopicOptions& o, const control::Acl
   if ((acl.mode & ~0777u) != 0) return "acl.mode: bits outside 0777";
   if ((acl.mode & 0002u) != 0) return "acl.mode: world-writable modes (o+w) are refused";
   return std::nullopt;
+}
+
+std::string default_data_dir(const std::string& bus) {
+  if (::geteuid() == 0) return "/var/lib/shmbus/" + bus;
+  const char* state = std::getenv("XDG_STATE_HOME");
+  if (state != nullptr && state[0] == '/') return std::string(state) + "/shmbus/" + bus;
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "") + "/.local/state/shmbus/" + bus;
 }
 
 Result<Config> load_config(const std::string& path) {

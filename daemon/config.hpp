@@ -4,7 +4,9 @@
 //   bus = "default"                      # [A-Za-z0-9._-], 1..200
 //   socket = "/run/shmbus/default.sock"  # default: $XDG_RUNTIME_DIR/shmbus/<bus>.sock
 //                                        #          or /run/shmbus/<bus>.sock
-//   data_dir = "/var/lib/shmbus/default" # for durability (not used yet)
+//   data_dir = "/var/lib/shmbus/default" # durable topics' segment files; default:
+//                                        # /var/lib/shmbus/<bus> as root, else
+//                                        # $XDG_STATE_HOME (~/.local/state)/shmbus/<bus>
 //   max_topic_bytes = 4294967296         # refuse topics whose rings exceed this
 //
 //   [[topics]]
@@ -21,6 +23,9 @@
 //   hung_producer_timeout_ms = 1000  # revoke a claim open this long; 0 = never
 //   slow_consumer_timeout_ms = 0     # block: evict a cursor that holds producers
 //                                    # back this long; 0 = never (the default)
+//   durable = false           # record every frame in segment files (the spiller)
+//   fsync = "interval"        # "never" | "interval" | "always"
+//   fsync_interval_ms = 100   # with "interval": 1..60000
 //   [topics.acl]
 //   owner = "root"            # user name or uid
 //   group = "root"            # group name or gid
@@ -59,10 +64,14 @@ struct TopicConfig {
 struct Config {
   std::string bus = "default";
   std::string socket;    // empty: the default path for the bus
-  std::string data_dir;  // empty: none yet
+  std::string data_dir;  // empty: the default for the bus (default_data_dir)
   std::uint64_t max_topic_bytes = 4ull << 30;
   std::vector<TopicConfig> topics;
 };
+
+// /var/lib/shmbus/<bus> as root, else $XDG_STATE_HOME/shmbus/<bus>
+// ($HOME/.local/state when XDG_STATE_HOME is unset or not absolute).
+std::string default_data_dir(const std::string& bus);
 
 // Reads and checks `path`. The Error's message is "file:line:col: key: what".
 Result<Config> load_config(const std::string& path);

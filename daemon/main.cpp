@@ -16,7 +16,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: shmbusd [--config FILE] [--bus NAME] [--socket PATH] [--foreground]\n"
+    "usage: shmbusd [--config FILE] [--bus NAME] [--socket PATH] [--data-dir DIR]\n"
+    "               [--foreground]\n"
     "\n"
     "The shmbus supervisor daemon: creates topics, checks ACLs, hands out the\n"
     "shared-memory file descriptors and cleans up after clients that die.\n"
@@ -26,6 +27,8 @@ constexpr const char* kUsage =
     "  --bus NAME      bus name (overrides the configuration)\n"
     "  --socket PATH   control socket (default $XDG_RUNTIME_DIR/shmbus/<bus>.sock,\n"
     "                  or /run/shmbus/<bus>.sock)\n"
+    "  --data-dir DIR  durable topics' segment files (default /var/lib/shmbus/<bus>\n"
+    "                  as root, else $XDG_STATE_HOME/shmbus/<bus>)\n"
     "  --max-topic-bytes N   refuse topics larger than N bytes of ring\n"
     "  --foreground    stay in the foreground and log to stderr (else: daemonize, syslog)\n"
     "\n"
@@ -36,7 +39,7 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   using namespace shmbus::daemon;
-  std::string config_path, bus, socket, max_bytes;
+  std::string config_path, bus, socket, data_dir, max_bytes;
   bool foreground = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -53,6 +56,8 @@ int main(int argc, char** argv) {
       value(bus);
     else if (a == "--socket")
       value(socket);
+    else if (a == "--data-dir")
+      value(data_dir);
     else if (a == "--max-topic-bytes")
       value(max_bytes);
     else if (a == "--foreground" || a == "-f")
@@ -77,6 +82,8 @@ int main(int argc, char** argv) {
   }
   if (!bus.empty()) config.bus = bus;
   if (!socket.empty()) config.socket = socket;
+  if (!data_dir.empty()) config.data_dir = data_dir;
+  if (config.data_dir.empty()) config.data_dir = default_data_dir(config.bus);
   if (!max_bytes.empty()) {
     char* end = nullptr;
     config.max_topic_bytes = std::strtoull(max_bytes.c_str(), &end, 10);

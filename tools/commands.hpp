@@ -28,6 +28,9 @@ struct TopicCreateOptions {
   bool exclusive = false;
   std::uint32_t hung_producer_timeout_ms = 1000;
   std::uint32_t slow_consumer_timeout_ms = 0;
+  bool durable = false;
+  std::string fsync = "interval";
+  std::uint32_t fsync_interval_ms = 100;
   std::string mode = "0640";
   bool huge_pages = false;
   bool lock = false;

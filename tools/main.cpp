@@ -180,6 +180,14 @@ void add_topic(CLI::App& app, Context& ctx) {
                 "block: ms a consumer may hold producers back before shmbusd evicts it (0: never)")
       ->check(CLI::Range(0, 86'400'000))
       ->capture_default_str();
+  c->add_flag("--durable", create->durable,
+              "Record every message in segment files (shmbusd's spiller; see --fsync)");
+  c->add_option("--fsync", create->fsync, "When the spiller calls fdatasync")
+      ->check(CLI::IsMember({"never", "interval", "always"}))
+      ->capture_default_str();
+  c->add_option("--fsync-interval", create->fsync_interval_ms, "ms between fdatasyncs (interval)")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
   c->add_option("--mode", create->mode, "File mode of the topic's files (octal)")
       ->check(mode_check())
       ->capture_default_str();

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -24,6 +25,10 @@ std::string mode_of(const Context& ctx, const std::string& topic) {
   return b;
 }
 
+const char* fsync_name(Fsync f) {
+  return f == Fsync::Never ? "never" : f == Fsync::Always ? "always" : "interval";
+}
+
 json options_json(const TopicInfo& info) {
   const TopicOptions& o = info.options;
   return {{"name", info.name},
@@ -37,7 +42,18 @@ json options_json(const TopicInfo& info) {
           {"max_consumers", o.max_consumers},
           {"exclusive_producer", o.exclusive_producer},
           {"hung_producer_timeout_ms", o.hung_producer_timeout_ms},
-          {"slow_consumer_timeout_ms", o.slow_consumer_timeout_ms}};
+          {"slow_consumer_timeout_ms", o.slow_consumer_timeout_ms},
+          {"durable", o.durable},
+          {"fsync", fsync_name(o.fsync)},
+          {"fsync_interval_ms", o.fsync_interval_ms}};
+}
+
+json spill_json(const PartitionInfo::Spill& w) {
+  return {{"committed", w.committed},
+          {"written", w.written},
+          {"durable", w.durable},
+          {"disk_start", w.disk_start},
+          {"error", w.spill_errno == 0 ? "" : std::strerror(w.spill_errno)}};
 }
 
 std::string geometry(const TopicOptions& o) {
@@ -59,6 +75,11 @@ void run_topic_create(const Context& ctx, const TopicCreateOptions& c) {
   o.exclusive_producer = c.exclusive;
   o.hung_producer_timeout_ms = c.hung_producer_timeout_ms;
   o.slow_consumer_timeout_ms = c.slow_consumer_timeout_ms;
+  o.durable = c.durable;
+  o.fsync = c.fsync == "never"    ? Fsync::Never
+            : c.fsync == "always" ? Fsync::Always
+                                  : Fsync::Interval;
+  o.fsync_interval_ms = c.fsync_interval_ms;
   o.huge_pages = c.huge_pages;
   o.lock_memory = c.lock;
   o.mode = static_cast<mode_t>(std::stoul(c.mode, nullptr, 8));
@@ -147,6 +168,7 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
                        {"tail", p.tail},
                        {"oldest", p.oldest},
                        {"producers", p.producer_pids},
+                       {"spill", info.options.durable ? spill_json(p.spill) : json()},
                        {"consumers", consumers}});
     }
     j["partition_state"] = parts;
@@ -168,6 +190,11 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
   };
   s += "supervision    hung producer " + never(t.hung_producer_timeout_ms) + ", slow consumer " +
        never(t.slow_consumer_timeout_ms) + " (by shmbusd)\n";
+  if (t.durable)
+    s += std::string("durability     durable, fsync ") + fsync_name(t.fsync) +
+         (t.fsync == Fsync::Interval ? " every " + std::to_string(t.fsync_interval_ms) + " ms"
+                                     : std::string()) +
+         " (by shmbusd)\n";
   s += "mode           " + mode_of(ctx, info.name) + "\n";
   for (std::size_t i = 0; i < info.partitions.size(); ++i) {
     const PartitionInfo& p = info.partitions[i];
@@ -176,6 +203,14 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
     for (std::size_t k = 0; k < p.producer_pids.size(); ++k)
       s += (k == 0 ? " pid " : ",") + std::to_string(p.producer_pids[k]);
     s += ", " + std::to_string(p.consumers) + " consumer(s)\n";
+    if (t.durable) {
+      const PartitionInfo::Spill& w = p.spill;
+      s += "  spill        on disk from " + std::to_string(w.disk_start) + "; committed " +
+           std::to_string(w.committed) + ", written " + std::to_string(w.written) + ", durable " +
+           std::to_string(w.durable) +
+           (w.spill_errno != 0 ? std::string(", FAILED: ") + std::strerror(w.spill_errno) : "") +
+           "\n";
+    }
     for (std::size_t k = 0; k < p.consumer_positions.size(); ++k)
       s += "  " + consumer_text(p, k, t.policy) + "\n";
   }

@@ -14,6 +14,14 @@ enum class Policy : std::uint8_t {
   Overwrite = 2,  // never wait; a lapped consumer gets Status::Lagged
 };
 
+// When the spiller of a durable topic calls fdatasync on what it wrote.
+enum class Fsync : std::uint8_t {
+  Never = 1,     // never: the page cache writes back; a process crash loses nothing,
+                 // a machine crash loses what was not yet written back
+  Interval = 2,  // every fsync_interval_ms (Kafka's log.flush.interval.ms)
+  Always = 3,    // after every write (each batch of frames)
+};
+
 // How a consumer (or a producer on a full `block` ring) waits.
 enum class WaitStrategy : std::uint8_t {
   BusySpin,   // lowest latency, burns a core
@@ -50,6 +58,14 @@ struct TopicOptions {
   // wait for it is evicted (its poll() returns Evicted). Off by default: a
   // `block` topic promises not to lose unread data.
   std::uint32_t slow_consumer_timeout_ms = 0;
+  // Durability: shmbusd's spiller records every committed frame in segment
+  // files under the bus's data directory (Producer::wait_durable waits for
+  // one). On `block` its cursor holds producers back like a consumer's, so
+  // nothing is overwritten before it is on disk; on `overwrite` a lapped
+  // spiller records the lost range as a gap. Without shmbusd nothing spills.
+  bool durable = false;
+  Fsync fsync = Fsync::Interval;
+  std::uint32_t fsync_interval_ms = 100;  // with Fsync::Interval: 1..60000
 };
 
 struct ProducerOptions {

@@ -28,6 +28,17 @@ struct PartitionInfo {
   std::vector<std::uint32_t> producer_pids;  // of active producers
   std::vector<std::uint32_t> consumer_pids;  // as consumer_positions; 0: a parked named cursor
   std::vector<std::string> consumer_names;   // as consumer_positions; "": anonymous
+  // A durable topic's spill watermarks (TopicOptions::durable; lib/log/layout.hpp,
+  // SpillState): durable <= written <= committed <= tail; disk_start the
+  // oldest position in its segment files; spill_errno nonzero when spilling
+  // stopped on that error (a full disk, EIO).
+  struct Spill {
+    std::uint64_t committed = 0;
+    std::uint64_t written = 0;
+    std::uint64_t durable = 0;
+    std::uint64_t disk_start = 0;
+    int spill_errno = 0;
+  } spill;
 };
 
 struct TopicInfo {

@@ -99,10 +99,22 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
       info.options.exclusive_producer = r.exclusive();
       info.options.hung_producer_timeout_ms = r.supervision().hung_producer_timeout_ms;
       info.options.slow_consumer_timeout_ms = r.supervision().slow_consumer_timeout_ms;
+      const log::DurabilityConfig d = r.durability();
+      info.options.durable = d.durable != 0;
+      if (info.options.durable) {
+        info.options.fsync = static_cast<Fsync>(d.fsync);
+        info.options.fsync_interval_ms = d.fsync_interval_ms;
+      }
     }
     PartitionInfo part;
     part.tail = r.tail().load(std::memory_order_acquire);
     part.oldest = r.oldest_intact(part.tail);
+    {
+      log::SpillState& w = r.spill();
+      auto load = [](std::uint64_t& v) { return log::atomic(v).load(std::memory_order_acquire); };
+      part.spill = {load(w.committed), load(w.written), load(w.durable), load(w.disk_start),
+                    static_cast<int>(log::atomic(w.failed_errno).load(std::memory_order_acquire))};
+    }
     for (std::uint32_t i = 0; i < r.max_producers(); ++i) {
       log::ProducerSlot& s = r.producer_slot(i);
       const std::uint64_t c = log::atomic(s.control).load(std::memory_order_acquire);

@@ -102,6 +102,9 @@ void put_options(Writer& w, const TopicOptions& o, int numa) {
   w.put(static_cast<std::int32_t>(numa));
   w.put(o.hung_producer_timeout_ms);
   w.put(o.slow_consumer_timeout_ms);
+  w.put(static_cast<std::uint8_t>(o.durable ? 1 : 0));
+  w.put(static_cast<std::uint8_t>(o.fsync));
+  w.put(o.fsync_interval_ms);
 }
 
 void get_options(Reader& r, TopicOptions& o, int& numa) {
@@ -117,7 +120,14 @@ void get_options(Reader& r, TopicOptions& o, int& numa) {
   numa = r.get<std::int32_t>();
   o.hung_producer_timeout_ms = r.get<std::uint32_t>();
   o.slow_consumer_timeout_ms = r.get<std::uint32_t>();
+  const auto durable = r.get<std::uint8_t>();
+  o.durable = durable != 0;
+  o.fsync = static_cast<Fsync>(r.get<std::uint8_t>());
+  o.fsync_interval_ms = r.get<std::uint32_t>();
   if (r.failed()) return;
+  if (durable > 1) return r.fail(ErrorCode::Invalid, "durable must be 0 or 1");
+  if (o.fsync != Fsync::Never && o.fsync != Fsync::Interval && o.fsync != Fsync::Always)
+    return r.fail(ErrorCode::Invalid, "fsync must be 1 (never), 2 (interval) or 3 (always)");
   if (o.policy != Policy::Block && o.policy != Policy::Overwrite)
     r.fail(ErrorCode::Invalid, "policy must be 1 (block) or 2 (overwrite)");
   else if (excl > 1)

@@ -20,7 +20,8 @@
 //   opts  = u32 partitions, u64 segment_bytes, u32 segment_count,
 //           u8 policy (1 block, 2 overwrite), u8 exclusive, u32 alignment,
 //           u32 max_producers, u32 max_consumers, i32 numa_node (-1: any),
-//           u32 hung_producer_timeout_ms, u32 slow_consumer_timeout_ms (0: never)
+//           u32 hung_producer_timeout_ms, u32 slow_consumer_timeout_ms (0: never),
+//           u8 durable, u8 fsync (1 never, 2 interval, 3 always), u32 fsync_interval_ms
 //   acl   = u32 owner_uid, u32 group_gid, u32 mode,
 //           ids producer_users, ids producer_groups,
 //           ids consumer_users, ids consumer_groups
@@ -89,8 +90,9 @@ namespace shmbus::control {
 
 inline constexpr std::uint32_t kMagic = 0x53554253;  // "SBUS" little-endian
 // Version 2 added Reattach and the supervision timeouts (CreateTopic,
-// Described) and their stats. A peer of another version is refused (BadVersion).
-inline constexpr std::uint16_t kVersion = 2;
+// Described) and their stats; version 3 durability (opts). A peer of another version is refused
+// (BadVersion).
+inline constexpr std::uint16_t kVersion = 3;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxMessage = 8192;  // a request
 inline constexpr std::size_t kMaxReply = 65536;   // a reply (Described, Listed)

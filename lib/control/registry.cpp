@@ -53,6 +53,9 @@ RegistryEntry encode_entry(const TopicRecord& r) {
   e.exclusive = r.options.exclusive_producer ? 1 : 0;
   e.hung_producer_timeout_ms = r.options.hung_producer_timeout_ms;
   e.slow_consumer_timeout_ms = r.options.slow_consumer_timeout_ms;
+  e.durable = r.options.durable ? 1 : 0;
+  e.fsync = static_cast<std::uint8_t>(r.options.fsync);
+  e.fsync_interval_ms = r.options.fsync_interval_ms;
   e.owner_uid = r.acl.owner_uid;
   e.group_gid = r.acl.group_gid;
   e.mode = r.acl.mode;
@@ -98,6 +101,15 @@ Result<TopicRecord> decode_entry(const RegistryEntry& e) {
   r.options.exclusive_producer = e.exclusive != 0;
   r.options.hung_producer_timeout_ms = e.hung_producer_timeout_ms;
   r.options.slow_consumer_timeout_ms = e.slow_consumer_timeout_ms;
+  // Entries written before durability have zeros here: not durable.
+  if (e.durable != 0) {
+    if (e.durable > 1 || e.fsync < 1 || e.fsync > 3)
+      return bad("topic " + r.name + ": durable " + std::to_string(e.durable) + " / fsync " +
+                 std::to_string(e.fsync) + " are not values this version writes");
+    r.options.durable = true;
+    r.options.fsync = static_cast<Fsync>(e.fsync);
+    r.options.fsync_interval_ms = e.fsync_interval_ms;
+  }
   r.options.mode = e.mode;
   r.numa_node = e.numa_node;
   if (e.numa_node >= 0) r.options.placement = {Placement::Kind::Node, e.numa_node};

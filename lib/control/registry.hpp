@@ -81,7 +81,8 @@ inline constexpr std::size_t kAclLists =
 //   256  id_counts      u16 x 4  each <= kMaxIds
 //   264  ids            u32 x 4 x kMaxIds
 //   1288 hung_producer_timeout_ms, slow_consumer_timeout_ms  u32 x 2
-//   1296 reserved, to 1536
+//   1296 durable u8, fsync u8, reserved u16, fsync_interval_ms u32 (zero: not durable)
+//   1304 reserved, to 1536
 struct RegistryEntry {
   std::uint32_t state;
   std::uint16_t name_bytes;
@@ -104,7 +105,11 @@ struct RegistryEntry {
   std::uint32_t ids[kAclLists][kMaxIds];
   std::uint32_t hung_producer_timeout_ms;
   std::uint32_t slow_consumer_timeout_ms;
-  std::uint8_t reserved2[240];
+  std::uint8_t durable;
+  std::uint8_t fsync;
+  std::uint16_t reserved2;
+  std::uint32_t fsync_interval_ms;
+  std::uint8_t reserved3[232];
 };
 static_assert(offsetof(RegistryEntry, name) == 8);
 static_assert(offsetof(RegistryEntry, partitions) == 208);
@@ -115,6 +120,7 @@ static_assert(offsetof(RegistryEntry, owner_uid) == 244);
 static_assert(offsetof(RegistryEntry, id_counts) == 256);
 static_assert(offsetof(RegistryEntry, ids) == 264);
 static_assert(offsetof(RegistryEntry, hung_producer_timeout_ms) == 1288);
+static_assert(offsetof(RegistryEntry, durable) == 1296);
 static_assert(sizeof(RegistryEntry) == 1536);
 static_assert(sizeof(RegistryEntry) % 8 == 0);
 

@@ -11,7 +11,8 @@
 // Ring file                                  Cursor file
 //   0    FileHeader (64)                       0    FileHeader (64)
 //   64   RingConfig (64), written at creation  64   CursorConfig (64)
-//   128  SupervisionConfig (8)
+//   128  SupervisionConfig (8), DurabilityConfig (8)
+//   192  SpillState (64): the spiller's watermarks
 //   256  tail        u64  (own 128-byte pair)  128  waiters u32, wake_seq u32 (futex)
 //   384  ProducerSlot x max_producers (128 B)  256  CursorSlot x max_consumers (128 B)
 //   data_offset (4096-aligned): segment_count x segment_bytes of frames
@@ -430,17 +431,52 @@ struct SupervisionConfig {
   std::uint32_t slow_consumer_timeout_ms;
 };
 
+// The topic's durability (TopicOptions), written at creation; zero in files
+// made before it: not durable.
+struct DurabilityConfig {
+  std::uint8_t durable;  // 1: shmbusd's spiller records the partition
+  std::uint8_t fsync;    // shmbus::Fsync
+  std::uint16_t reserved;
+  std::uint32_t fsync_interval_ms;
+};
+
+// The spiller's watermarks (daemon/spill.hpp), written only by shmbusd
+// (release stores, each only growing while it runs), read by producers
+// (Producer::wait_durable, acquire) and tools. Every position is a frame
+// boundary, and durable <= written <= committed <= tail:
+//   committed  the spiller found every frame below it settled (copied out)
+//   written    every write below it completed (in the page cache or on disk)
+//   durable    ... and an fdatasync that started after those writes completed
+//   disk_start the oldest position in the segment files
+// failed_errno: 0, or the errno that stopped spilling (EIO, ENOSPC): durable
+// then stays where it was until shmbusd restarts (an fsync error is never
+// retried and trusted).
+struct SpillState {
+  std::uint64_t committed;
+  std::uint64_t written;
+  std::uint64_t durable;
+  std::uint64_t disk_start;
+  std::uint32_t failed_errno;
+  std::uint32_t reserved;
+  std::uint64_t reserved1[3];
+};
+static_assert(sizeof(SpillState) == 64);
+
 struct alignas(kFalseSharingRange) RingHeader {
   shm::FileHeader file;           // 0
   RingConfig config;              // 64
   SupervisionConfig supervision;  // 128 (zero in files made before it: never)
-  std::uint8_t pad0[120];
+  DurabilityConfig durability;    // 136
+  std::uint8_t pad0[48];
+  SpillState spill;  // 192: the spiller's line, beside the configs (never the tail's)
   alignas(kFalseSharingRange) std::uint64_t tail;  // 256: next position to claim
   std::uint8_t pad1[120];
   // 384: ProducerSlot[max_producers]
 };
 static_assert(offsetof(RingHeader, config) == 64);
 static_assert(offsetof(RingHeader, supervision) == 128);
+static_assert(offsetof(RingHeader, durability) == 136);
+static_assert(offsetof(RingHeader, spill) == 192);
 static_assert(offsetof(RingHeader, tail) == 256);
 static_assert(sizeof(RingHeader) == 384);
 

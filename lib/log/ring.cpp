@@ -45,6 +45,11 @@ Outcome check_options(const TopicOptions& o) {
   if (o.policy != Policy::Block && o.policy != Policy::Overwrite) return bad("unknown policy");
   if (o.slow_consumer_timeout_ms != 0 && o.policy != Policy::Block)
     return bad("slow_consumer_timeout_ms is only for the block policy");
+  if (o.fsync != Fsync::Never && o.fsync != Fsync::Interval && o.fsync != Fsync::Always)
+    return bad("unknown fsync mode");
+  if (o.durable && o.fsync == Fsync::Interval &&
+      (o.fsync_interval_ms < 1 || o.fsync_interval_ms > 60000))
+    return bad("fsync_interval_ms = " + std::to_string(o.fsync_interval_ms) + ": must be 1..60000");
   return Done{};
 }
 
@@ -107,6 +112,10 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
         };
         h->supervision = SupervisionConfig{.hung_producer_timeout_ms = o.hung_producer_timeout_ms,
                                            .slow_consumer_timeout_ms = o.slow_consumer_timeout_ms};
+        h->durability = DurabilityConfig{.durable = static_cast<std::uint8_t>(o.durable ? 1 : 0),
+                                         .fsync = static_cast<std::uint8_t>(o.fsync),
+                                         .reserved = 0,
+                                         .fsync_interval_ms = o.fsync_interval_ms};
       });
   if (!ring) return ring.error();
   const std::uint64_t cursor_bytes =

@@ -116,6 +116,8 @@ class Ring {
   const std::string& name() const noexcept { return name_; }
   // Read from shared memory on each call: for tools and the daemon, not the hot path.
   SupervisionConfig supervision() const noexcept { return ring_header()->supervision; }
+  DurabilityConfig durability() const noexcept { return ring_header()->durability; }
+  SpillState& spill() const noexcept { return ring_header()->spill; }
 
   // --- protocol steps shared by producers and consumers ---
 
