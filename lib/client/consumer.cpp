@@ -5,12 +5,11 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
-#include <random>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "client/attach.hpp"
+#include "log/cursor_join.hpp"
 #include "log/named_cursor.hpp"
 #include "log/ring.hpp"
 #include "log/spin.hpp"
@@ -82,76 +81,6 @@ struct Consumer::Impl {
     state.position_word = &s.position;
   }
 
-  // Takes a free slot at position t0: Free -> Joining (invisible to
-  // producers), fill it in, Joining -> Active (seq_cst: the join protocol).
-  // A named slot yields to another slot of its name (layout.hpp, "Durable
-  // named cursors").
-  enum class Joined : std::uint8_t { Yes, NameTaken, NoSlot };
-  Joined join(std::uint64_t t0) noexcept {
-    const shm::ProcessId me = shm::self();
-    for (std::uint32_t i = 0; i < ring.max_consumers(); ++i) {
-      log::CursorSlot& s = ring.cursor_slot(i);
-      const std::uint64_t c = atomic(s.control).load(std::memory_order_acquire);
-      if (log::state_of(c) != SlotState::Free) continue;
-      const std::optional<std::uint64_t> taken = log::take_slot(s.control, s.stamp, c, me);
-      if (!taken) continue;
-      std::uint64_t joining = *taken;
-      atomic(s.position).store(t0, std::memory_order_relaxed);
-      log::write_slot_name(s, options.name);
-      if (named() && log::name_taken_elsewhere(ring, s, options.name)) {
-        atomic(s.control).compare_exchange_strong(
-            joining, log::with_state(joining, SlotState::Free), std::memory_order_acq_rel);
-        return Joined::NameTaken;
-      }
-      const std::uint64_t mine = log::with_state(joining, SlotState::Active);
-      // Reapers take only a dead holder's slot: this fails only on damage.
-      if (!atomic(s.control).compare_exchange_strong(joining, mine, std::memory_order_seq_cst))
-        continue;
-      hold(s, mine);
-      return Joined::Yes;
-    }
-    return Joined::NoSlot;
-  }
-  Joined join_or_reap(std::uint64_t t0) noexcept {
-    // No free slot: slots of consumers that died (kill -9) are taken back first.
-    const Joined j = join(t0);
-    if (j != Joined::NoSlot || ring.reap_dead_consumers(UINT64_MAX) == 0) return j;
-    return join(t0);
-  }
-
-  // A named consumer's slot: the one of its name, taken over, else a new
-  // one. Returns whether it took over (and so resumes at its position).
-  Result<bool> hold_name(std::uint64_t t0) {
-    const std::string where = "cursor '" + options.name + "' on " + ring.name();
-    std::minstd_rand pause(static_cast<std::uint32_t>(shm::self().pid));
-    for (int attempt = 0; attempt < kNameAttempts; ++attempt) {
-      if (const std::optional<log::NamedSlot> found = log::find_named(ring, options.name)) {
-        if (log::holder_alive(found->control, found->slot->stamp))
-          return Error{EBUSY, where + " is held by pid " +
-                                  std::to_string(log::pid_of(found->control)) +
-                                  " (a named cursor has one holder at a time)"};
-        log::CursorSlot& s = *found->slot;
-        if (const auto mine = log::take_slot(s.control, s.stamp, found->control, shm::self(),
-                                             SlotState::Active)) {
-          hold(s, *mine);
-          return true;
-        }
-        continue;  // taken over or deleted meanwhile: look again
-      }
-      switch (join_or_reap(t0)) {
-        case Joined::Yes:
-          return false;
-        case Joined::NoSlot:
-          return no_slot();
-        case Joined::NameTaken:  // a creator at the same time: one of us goes on
-          std::this_thread::sleep_for(std::chrono::microseconds(10 + pause() % 1000));
-          break;
-      }
-    }
-    return Error{EAGAIN, where + ": other consumers kept creating it at the same time; try again"};
-  }
-  static constexpr int kNameAttempts = 1000;
-
   // A taken-over named cursor resumes at its stored position, which is
   // checked like a seek; lapped (`overwrite`), the first poll says Lagged.
   Outcome resume(std::uint64_t t) {
@@ -171,12 +100,6 @@ struct Consumer::Impl {
       return damaged("is not where a frame starts (" + ok.error().message + ")");
     return Done{};
   }
-  Error no_slot() const {
-    return Error{EBUSY, "topic partition " + ring.name() + " has all " +
-                            std::to_string(ring.max_consumers()) +
-                            " consumer slots taken by live consumers (raise max_consumers)"};
-  }
-
   // The eviction check (layout.hpp, "Slow consumer").
   bool evicted() const noexcept { return detail::evicted(state); }
 
@@ -329,7 +252,10 @@ struct Consumer::Impl {
     leave();
     const std::uint64_t t0 = ring.tail().load(std::memory_order_acquire);
     if (t0 % ring.alignment() != 0) return damaged_tail(t0);
-    if (join_or_reap(t0) != Joined::Yes) return no_slot();
+    log::HeldSlot held;
+    if (log::join_cursor(ring, t0, options.name, held) != log::Joined::Yes)
+      return log::no_cursor_slot(ring);
+    hold(*held.slot, held.control);
     const std::uint64_t t_join = ring.tail().load(std::memory_order_seq_cst);
     lost = {position, t0 > position ? t0 : position};
     position = published = t0;
@@ -514,14 +440,17 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
                                "has none"};
     if (auto ok = log::check_cursor_name(options.name); !ok) return ok.error();
     // Taken over, the slot kept gating all along; new, it joined as below.
-    auto held = impl->hold_name(t0);
+    auto held = log::hold_named(r, options.name, t0);
     if (!held) return held.error();
-    resumed = *held;
+    impl->hold(*held->held.slot, held->held.control);
+    resumed = held->resumed;
     t_join = r.tail().load(std::memory_order_seq_cst);
     impl->safe_from = t_join;
   } else if (options.gating) {
     // Join: take a free slot, make it Active (seq_cst), then read the tail as T_join.
-    if (impl->join_or_reap(t0) != Impl::Joined::Yes) return impl->no_slot();
+    log::HeldSlot held;
+    if (log::join_cursor(r, t0, "", held) != log::Joined::Yes) return log::no_cursor_slot(r);
+    impl->hold(*held.slot, held.control);
     t_join = r.tail().load(std::memory_order_seq_cst);
     impl->safe_from = t_join;
   } else {
