@@ -271,7 +271,7 @@ Result<Config> load_config(const std::string& path) {
       throw ConfigError(path + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
                         ": (syntax): " + std::string(e.description()));
     }
-    r.only(root, "", {"bus", "socket", "data_dir", "max_topic_bytes", "topics"});
+    r.only(root, "", {"bus", "socket", "data_dir", "max_topic_bytes", "spill_file_bytes", "topics"});
     if (auto n = root.get("bus")) {
       c.bus = r.string(*n, "bus");
       if (auto ok = shm::check_name("bus", c.bus); !ok)
@@ -282,6 +282,8 @@ Result<Config> load_config(const std::string& path) {
     if (auto n = root.get("max_topic_bytes"))
       c.max_topic_bytes =
           static_cast<std::uint64_t>(r.integer(*n, "max_topic_bytes", 1 << 16, 1ll << 40));
+    if (auto n = root.get("spill_file_bytes"))
+      c.spill_file_bytes = r.power_of_two(*n, "spill_file_bytes", 1 << 20, 1ll << 40);
     if (auto n = root.get("topics")) {
       const auto* a = n->as_array();
       if (a == nullptr || !a->is_array_of_tables())

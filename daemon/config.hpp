@@ -8,6 +8,7 @@
 //                                        # /var/lib/shmbus/<bus> as root, else
 //                                        # $XDG_STATE_HOME (~/.local/state)/shmbus/<bus>
 //   max_topic_bytes = 4294967296         # refuse topics whose rings exceed this
+//   spill_file_bytes = 1073741824        # positions per segment file (power of two, >= 1 MiB)
 //
 //   [[topics]]
 //   name = "prices"
@@ -66,6 +67,9 @@ struct Config {
   std::string socket;    // empty: the default path for the bus
   std::string data_dir;  // empty: the default for the bus (default_data_dir)
   std::uint64_t max_topic_bytes = 4ull << 30;
+  // Positions per segment file of a durable partition (at least its ring
+  // segment): a power of two, 1 MiB..1 TiB.
+  std::uint64_t spill_file_bytes = 1ull << 30;
   std::vector<TopicConfig> topics;
 };
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -28,12 +29,13 @@
 #include "shm/file.hpp"
 #include "shm/name.hpp"
 #include "shm/process.hpp"
+#include "spill.hpp"
 #include "supervise.hpp"
 
 namespace shmbus::daemon {
 namespace {
 
-bool g_stderr = true;
+std::atomic<bool> g_stderr{true};  // the spiller logs from its thread
 
 // epoll data: id << 3 | kind.
 enum Kind : std::uint64_t {
@@ -273,6 +275,7 @@ Outcome Server::start() {
 }
 
 int Server::run() {
+  for (auto& s : services_) s->start();
   epoll_event events[64];
   for (;;) {
     const int n = ::epoll_wait(epoll_, events, 64, -1);
@@ -330,6 +333,8 @@ bool expired(int fd) {
 
 Outcome Server::start_timers() {
   services_.push_back(std::make_unique<SupervisionService>());
+  services_.push_back(std::make_unique<SpillService>(dir_, config_.data_dir,
+                                                     config_.spill_file_bytes));
   auto add_timer = [&](std::uint64_t data) -> Result<int> {
     const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (fd < 0) return Error{errno, errno_text("timerfd_create")};
@@ -815,6 +820,7 @@ Outcome Server::delete_topic(const std::string& name) {
     quarantined_.erase(q);
   else
     topics_.erase(name);
+  for (auto& s : services_) s->deleted(name);
   topics_changed();
   registry_->erase(name);
   return Done{};

@@ -278,6 +278,8 @@ std::vector<std::byte> encode(const Message& m) {
       body.put(m.stats.reaped_consumers);
       body.put(m.stats.revoked_claims);
       body.put(m.stats.evicted_consumers);
+      body.put(m.stats.spilled_bytes);
+      body.put(m.stats.spill_errors);
       break;
   }
   Writer out;
@@ -408,6 +410,8 @@ Decoded decode(std::span<const std::byte> bytes, bool truncated, bool hello_done
       m.stats.reaped_consumers = r.get<std::uint64_t>();
       m.stats.revoked_claims = r.get<std::uint64_t>();
       m.stats.evicted_consumers = r.get<std::uint64_t>();
+      m.stats.spilled_bytes = r.get<std::uint64_t>();
+      m.stats.spill_errors = r.get<std::uint64_t>();
       break;
   }
   if (r.failed()) return fail(r.code(), id, r.text());

@@ -164,6 +164,8 @@ struct DaemonStats {
   std::uint64_t reaped_consumers = 0;
   std::uint64_t revoked_claims = 0;     // hung producers' claims (hung_producer_timeout)
   std::uint64_t evicted_consumers = 0;  // slow consumers (slow_consumer_timeout)
+  std::uint64_t spilled_bytes = 0;      // written to segment files (durable topics)
+  std::uint64_t spill_errors = 0;       // writes and fdatasyncs that failed
 };
 
 // One decoded message; which fields mean something depends on `type`.

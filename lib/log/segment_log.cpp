@@ -312,11 +312,11 @@ std::optional<Checkpoint> SegmentLog::usable_checkpoint(const std::vector<std::u
   return c;
 }
 
-Outcome SegmentLog::write_checkpoint(bool clean) {
+Outcome SegmentLog::write_checkpoint(const Mark& m, bool clean) {
   Checkpoint c{};
-  c.position = end_;
-  c.base = base_;
-  c.offset = offset_;
+  c.position = m.position;
+  c.base = m.base;
+  c.offset = m.offset;
   c.clean = clean ? 1 : 0;
   c.written_ns = shm::realtime_ns();
   seal(c);
@@ -336,13 +336,13 @@ Outcome SegmentLog::write_checkpoint(bool clean) {
 Outcome SegmentLog::checkpoint() {
   if (fd_ < 0) return Done{};  // nothing appended yet
   if (Outcome r = sync(); !r) return r;
-  return write_checkpoint(false);
+  return write_checkpoint({end_, base_, offset_}, false);
 }
 
 Outcome SegmentLog::close() {
   if (fd_ >= 0) {
     if (Outcome r = sync(); !r) return r;
-    if (Outcome r = write_checkpoint(true); !r) return r;
+    if (Outcome r = write_checkpoint({end_, base_, offset_}, true); !r) return r;
   }
   close_file();
   return Done{};
@@ -454,6 +454,27 @@ Outcome SegmentLog::append_gap(std::uint64_t to) {
     if (Outcome r = write_batch(gap_batch(end_, part_end), {}); !r) return r;
   }
   return Done{};
+}
+
+Result<SegmentLog::Placed> SegmentLog::place(const BatchHeader& b) {
+  if (b.position != end_)
+    return Error{EINVAL, "a batch at " + std::to_string(b.position) + " for " + dir_ +
+                             ", whose end is " + std::to_string(end_)};
+  if (fd_ < 0 || end_ == base_ + geometry_.span) {
+    if (Outcome r = roll(end_ - end_ % geometry_.span); !r) return r.error();
+  }
+  if (b.end > base_ + geometry_.span || b.end < b.position)
+    return Error{EINVAL, "a batch to " + std::to_string(b.end) + " crosses the end of " +
+                             file_path(base_)};
+  Placed p{fd_, offset_, {}};
+  offset_ += sizeof b + b.bytes;
+  end_ = b.end;
+  p.end = {end_, base_, offset_};
+  return p;
+}
+
+Outcome SegmentLog::checkpoint_at(const Mark& m) {
+  return write_checkpoint(m, false);
 }
 
 Outcome SegmentLog::sync() {

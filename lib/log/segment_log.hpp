@@ -83,11 +83,42 @@ class SegmentLog {
   // A clean close: a checkpoint that says so, then the files closed.
   Outcome close();
 
+  // --- for a writer that does its own I/O (the spiller's io_uring) ---
+  // A batch boundary in the files: the position there and where it lies.
+  struct Mark {
+    std::uint64_t position = 0;
+    std::uint64_t base = 0;    // its file
+    std::uint64_t offset = 0;  // its file offset
+  };
+  // Where the batch `b` (b.position == end(), ending inside end()'s span)
+  // goes: its file's descriptor and offset. Takes the file space as if it
+  // were written: end() moves to b.end. When end() is a span's end (or
+  // nothing was appended yet) a new file is made first, synchronously, and
+  // the one before it synced: the caller has no write to it in flight
+  // then. The caller writes the header and frames there (the same bytes
+  // append() would) and, if that write fails, appends nothing more (the
+  // next open's recovery cuts the file after the last complete batch).
+  struct Placed {
+    int fd = -1;
+    std::uint64_t offset = 0;
+    Mark end;  // after the batch
+  };
+  Result<Placed> place(const BatchHeader& b);
+  // Positions left in the current file's span (0: the next place() rolls).
+  std::uint64_t room() const noexcept {
+    return fd_ < 0 ? 0 : base_ + geometry_.span - end_;
+  }
+  // The file's descriptor place() would use without rolling (-1: none yet).
+  int file() const noexcept { return fd_; }
+  // A checkpoint at `m`, which the caller synced (fdatasync after the
+  // writes below it completed), in the current file or before it.
+  Outcome checkpoint_at(const Mark& m);
+
  private:
   SegmentLog() = default;
   Outcome recover();
   std::string file_path(std::uint64_t base) const;
-  Outcome write_checkpoint(bool clean);
+  Outcome write_checkpoint(const Mark& m, bool clean);
   std::optional<Checkpoint> usable_checkpoint(const std::vector<std::uint64_t>& bases);
   Outcome roll(std::uint64_t base);
   Outcome write_batch(const BatchHeader& b, std::span<const std::byte> frames);
