@@ -26,6 +26,7 @@
 // producer at a time may attach.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -78,6 +79,16 @@ class Producer {
                              std::span<const Property> properties, Claim& out) noexcept;
   [[nodiscard]] Status commit(Claim& claim) noexcept;
   [[nodiscard]] Status abort(Claim& claim) noexcept;
+
+  // Durable topics (TopicOptions::durable): waits until every message this
+  // producer published is durable, i.e. in the segment files and covered
+  // by an fdatasync as the topic's fsync policy says (fsync = never: in
+  // the files), like Kafka's flush() with acks=all. Ok; Timeout; Invalid
+  // on a topic that is not durable; SpillFailed when the spiller stopped
+  // on an error first. Needs shmbusd (its spiller); polls the watermark.
+  [[nodiscard]] Status wait_durable(std::chrono::nanoseconds timeout) noexcept;
+  // The same for every position below `end` (e.g. a Claim's position + 1).
+  [[nodiscard]] Status wait_durable(std::uint64_t end, std::chrono::nanoseconds timeout) noexcept;
 
   // The largest payload a frame may carry (a frame never crosses a segment).
   std::size_t max_payload() const noexcept;

@@ -24,6 +24,8 @@ enum class Status : std::uint8_t {
   Invalid,   // an argument is out of range (e.g. an unknown claim)
   Revoked,   // producer: the claim was open past the topic's hung_producer_timeout and
              // shmbusd turned it into padding; nothing was published, publish again
+  SpillFailed,  // producer, durable topic: the spiller stopped on an error (a full disk,
+                // EIO) before the message was durable; `shmbus topic describe` says why
 };
 
 [[nodiscard]] const char* to_string(Status s) noexcept;

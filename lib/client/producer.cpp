@@ -37,6 +37,7 @@ struct Producer::Impl {
   // the cursors (gating_limit = cached minimum cursor + capacity).
   std::uint64_t& gating_limit = state.gating_limit;
   std::uint64_t& local_tail = state.local_tail;  // exclusive producers only
+  std::uint64_t claimed_end = 0;  // shared producers: the end of our last claim
   std::uint64_t& open_claim = state.open_claim;
 
   Impl() = default;
@@ -208,6 +209,7 @@ struct Producer::Impl {
 
   // The exact claim, for a reaper if we die (layout.hpp, ProducerSlot).
   void record_claim(std::uint64_t p, std::uint64_t n) noexcept {
+    claimed_end = p + n;
     atomic(slot->claim_position).store(p, std::memory_order_relaxed);
     atomic(slot->claim_bytes).store(n, std::memory_order_release);
   }
@@ -419,6 +421,33 @@ Producer& Producer::operator=(Producer&& o) noexcept {
   return *this;
 }
 Producer::~Producer() = default;
+
+Status Producer::wait_durable(std::chrono::nanoseconds timeout) noexcept {
+  const Impl& i = *impl_;
+  return wait_durable(i.ring.exclusive() ? i.local_tail : i.claimed_end, timeout);
+}
+
+Status Producer::wait_durable(std::uint64_t end, std::chrono::nanoseconds timeout) noexcept {
+  const log::Ring& r = impl_->ring;
+  if (r.durability().durable == 0) return Status::Invalid;
+  log::SpillState& s = r.spill();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Spin briefly (fsync = never moves it within microseconds), then sleep
+  // in slices that grow to 1 ms: fdatasync itself takes milliseconds.
+  std::chrono::microseconds nap{10};
+  for (int spins = 0;; ++spins) {
+    if (atomic(s.durable).load(std::memory_order_acquire) >= end) return Status::Ok;
+    if (atomic(s.failed_errno).load(std::memory_order_acquire) != 0) return Status::SpillFailed;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Status::Timeout;
+    if (spins < 100) {
+      log::cpu_relax();
+      continue;
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(nap, deadline - now));
+    nap = std::min<std::chrono::microseconds>(nap * 2, std::chrono::milliseconds(1));
+  }
+}
 
 Status Producer::offer_rest(std::span<const std::byte> payload) noexcept {
   return impl_->offer(payload, {}, {});

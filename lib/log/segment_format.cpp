@@ -131,6 +131,34 @@ BatchHeader gap_batch(std::uint64_t from, std::uint64_t to) noexcept {
   return b;
 }
 
+std::string check_batch_header(const SegmentHeader& s, const BatchHeader& b,
+                               std::uint64_t expected) {
+  const std::uint64_t limit = s.base + s.span;
+  if (b.magic != kBatchMagic) return "no batch magic";
+  if (b.header_crc != batch_crc(b)) return "header CRC mismatch";
+  if (b.position != expected)
+    return "position " + std::to_string(b.position) + ", expected " + std::to_string(expected);
+  if (b.kind == BatchKind::Gap) {
+    if (b.bytes != 0 || b.end <= b.position || b.end > limit || b.end % s.alignment != 0)
+      return "bad gap range";
+  } else if (b.kind == BatchKind::Frames) {
+    if (b.bytes == 0 || b.position >= limit || b.bytes > limit - b.position ||
+        b.end != b.position + b.bytes)
+      return "length " + std::to_string(b.bytes) + " out of bounds";
+  } else {
+    return "unknown kind " + std::to_string(static_cast<unsigned>(b.kind));
+  }
+  return {};
+}
+
+std::string check_batch_frames(const SegmentHeader& s, const BatchHeader& b,
+                               std::span<const std::byte> frames) {
+  if (crc32c(frames) != b.data_crc) return "data CRC mismatch";
+  const std::optional<Walk> w = walk(s, b.position, frames);
+  if (!w || w->frames != b.frames) return "its frames do not walk to its end";
+  return {};
+}
+
 SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base,
                          std::optional<ScanFrom> from) {
   SegmentScan r;
@@ -187,28 +215,15 @@ SegmentScan scan_segment(std::span<const std::byte> file, std::uint64_t base,
                       std::to_string(at + static_cast<std::uint64_t>(data - rest.begin())));
         return true;
       }
-      if (b.magic != kBatchMagic) return stop("no batch magic");
-      if (b.header_crc != batch_crc(b)) return stop("header CRC mismatch");
-      if (b.position != r.end)
-        return stop("position " + std::to_string(b.position) + ", expected " +
-                    std::to_string(r.end));
+      if (std::string why = check_batch_header(s, b, r.end); !why.empty()) return stop(why);
       if (b.kind == BatchKind::Gap) {
-        if (b.bytes != 0 || b.end <= b.position || b.end > limit || b.end % s.alignment != 0)
-          return stop("bad gap range");
         r.gaps += b.end - b.position;
-      } else if (b.kind == BatchKind::Frames) {
-        if (b.bytes == 0 || b.position >= limit || b.bytes > limit - b.position ||
-            b.end != b.position + b.bytes)
-          return stop("length " + std::to_string(b.bytes) + " out of bounds");
+      } else {
         if (file.size() - at - sizeof b < b.bytes)
           return stop("torn: its frames end past the file");
         const std::span<const std::byte> frames = file.subspan(at + sizeof b, b.bytes);
-        if (crc32c(frames) != b.data_crc) return stop("data CRC mismatch");
-        const std::optional<Walk> w = walk(s, b.position, frames);
-        if (!w || w->frames != b.frames) return stop("its frames do not walk to its end");
+        if (std::string why = check_batch_frames(s, b, frames); !why.empty()) return stop(why);
         r.frames += b.frames;
-      } else {
-        return stop("unknown kind " + std::to_string(static_cast<unsigned>(b.kind)));
       }
       ++r.batches;
       at += sizeof b + b.bytes;

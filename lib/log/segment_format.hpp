@@ -127,6 +127,15 @@ std::optional<BatchHeader> frames_batch(const SegmentHeader& segment, std::uint6
                                         std::span<const std::byte> frames) noexcept;
 BatchHeader gap_batch(std::uint64_t from, std::uint64_t to) noexcept;
 
+// The checks of a scan, for readers that read batch by batch: "" when b is
+// a batch of the file with header s that may follow position `expected`
+// (magic, header CRC, position, bounds), then when its frame bytes (b.bytes
+// of them) match its data CRC and walk to its end.
+std::string check_batch_header(const SegmentHeader& s, const BatchHeader& b,
+                               std::uint64_t expected);
+std::string check_batch_frames(const SegmentHeader& s, const BatchHeader& b,
+                               std::span<const std::byte> frames);
+
 // What a scan of one segment file's bytes accepted.
 struct SegmentScan {
   bool header_ok = false;

@@ -144,15 +144,22 @@ void SegmentLog::close_file() noexcept {
   fd_ = -1;
 }
 
-Outcome SegmentLog::recover() {
+Result<std::vector<std::uint64_t>> list_segments(const std::string& dir) {
   std::vector<std::uint64_t> bases;
   std::error_code ec;
-  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::uint64_t base;
     if (parse_name(it->path().filename().string(), base)) bases.push_back(base);
   }
-  if (ec) return Error{ec.value(), "cannot read directory " + dir_ + ": " + ec.message()};
+  if (ec) return Error{ec.value(), "cannot read directory " + dir + ": " + ec.message()};
   std::sort(bases.begin(), bases.end());
+  return bases;
+}
+
+Outcome SegmentLog::recover() {
+  auto listed = list_segments(dir_);
+  if (!listed) return listed.error();
+  std::vector<std::uint64_t> bases = std::move(*listed);
 
   Recovery& r = recovery_;
   const std::optional<Checkpoint> cp = usable_checkpoint(bases);
@@ -464,8 +471,8 @@ Result<SegmentLog::Placed> SegmentLog::place(const BatchHeader& b) {
     if (Outcome r = roll(end_ - end_ % geometry_.span); !r) return r.error();
   }
   if (b.end > base_ + geometry_.span || b.end < b.position)
-    return Error{EINVAL, "a batch to " + std::to_string(b.end) + " crosses the end of " +
-                             file_path(base_)};
+    return Error{EINVAL,
+                 "a batch to " + std::to_string(b.end) + " crosses the end of " + file_path(base_)};
   Placed p{fd_, offset_, {}};
   offset_ += sizeof b + b.bytes;
   end_ = b.end;

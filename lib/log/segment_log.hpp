@@ -48,6 +48,8 @@ struct Recovery {
 
 // The file name of the segment starting at `base`.
 std::string segment_name(std::uint64_t base);
+// The bases of the segment files in dir, ascending.
+Result<std::vector<std::uint64_t>> list_segments(const std::string& dir);
 
 class SegmentLog {
  public:
@@ -105,9 +107,7 @@ class SegmentLog {
   };
   Result<Placed> place(const BatchHeader& b);
   // Positions left in the current file's span (0: the next place() rolls).
-  std::uint64_t room() const noexcept {
-    return fd_ < 0 ? 0 : base_ + geometry_.span - end_;
-  }
+  std::uint64_t room() const noexcept { return fd_ < 0 ? 0 : base_ + geometry_.span - end_; }
   // The file's descriptor place() would use without rolling (-1: none yet).
   int file() const noexcept { return fd_; }
   // A checkpoint at `m`, which the caller synced (fdatasync after the

@@ -22,6 +22,8 @@ const char* to_string(Status s) noexcept {
       return "timeout";
     case Status::Invalid:
       return "invalid";
+    case Status::SpillFailed:
+      return "spill failed";
     case Status::Revoked:
       return "revoked";
   }

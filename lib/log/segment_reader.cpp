@@ -1,0 +1,187 @@
+#include "log/segment_reader.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "log/segment_log.hpp"
+#include "shm/file.hpp"
+#include "shmbus/detail/frame.hpp"
+
+namespace shmbus::log {
+namespace {
+
+// Reads exactly n bytes at off; false at a short read (the file ends there).
+Result<bool> read_at(int fd, void* to, std::size_t n, std::uint64_t off) {
+  std::size_t done = 0;
+  while (done < n) {
+    const ssize_t r =
+        ::pread(fd, static_cast<std::byte*>(to) + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return shm::sys_error(errno, "cannot read segment file");
+    if (r == 0) return false;
+    done += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<SegmentReader> SegmentReader::open(const std::string& dir) {
+  auto bases = list_segments(dir);
+  if (!bases) return bases.error();
+  if (bases->empty()) return Error{ENOENT, "no segment files in " + dir};
+  SegmentReader r;
+  r.dir_ = dir;
+  if (Outcome ok = r.open_file(bases->front()); !ok) return ok.error();
+  r.start_ = r.geometry_.base;
+  // The oldest file may start inside its span, with a Gap batch first.
+  auto first = r.read_header();
+  if (!first) return first.error();
+  if (*first && (*first)->kind == BatchKind::Gap) r.start_ = (*first)->end;
+  r.expected_ = r.geometry_.base;
+  r.position_ = r.start_;
+  return r;
+}
+
+SegmentReader::SegmentReader(SegmentReader&& o) noexcept {
+  *this = std::move(o);
+}
+SegmentReader& SegmentReader::operator=(SegmentReader&& o) noexcept {
+  if (this != &o) {
+    close_file();
+    dir_ = std::move(o.dir_);
+    geometry_ = o.geometry_;
+    start_ = o.start_;
+    fd_ = std::exchange(o.fd_, -1);
+    base_ = o.base_;
+    offset_ = o.offset_;
+    expected_ = o.expected_;
+    position_ = o.position_;
+    buf_ = std::move(o.buf_);
+  }
+  return *this;
+}
+SegmentReader::~SegmentReader() {
+  close_file();
+}
+
+void SegmentReader::close_file() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Outcome SegmentReader::open_file(std::uint64_t base) {
+  close_file();
+  const std::string path = dir_ + "/" + segment_name(base);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) return shm::sys_error(errno, "cannot open segment file " + path);
+  SegmentHeader h{};
+  auto got = read_at(fd_, &h, sizeof h, 0);
+  if (!got) return got.error();
+  if (!*got || !check(h) || h.base != base)
+    return Error{EPROTO, "segment file " + path + " has no valid header"};
+  if (geometry_.span != 0 && (h.span != geometry_.span || h.salt != geometry_.salt))
+    return Error{EPROTO, "segment file " + path + " is of another partition (span or salt)"};
+  geometry_ = h;
+  base_ = base;
+  offset_ = kSegmentDataAt;
+  expected_ = base;
+  return Done{};
+}
+
+// The header of the batch at offset_, if one that checks is there yet.
+Result<std::optional<BatchHeader>> SegmentReader::read_header() {
+  BatchHeader b{};
+  auto got = read_at(fd_, &b, sizeof b, offset_);
+  if (!got) return got.error();
+  if (!*got || !check_batch_header(geometry_, b, expected_).empty())
+    return std::optional<BatchHeader>{};
+  return std::optional<BatchHeader>{b};
+}
+
+Outcome SegmentReader::seek(std::uint64_t position) {
+  if (position < start_)
+    return Error{ERANGE, "position " + std::to_string(position) +
+                             " is below the oldest on disk in " + dir_ + ", " +
+                             std::to_string(start_)};
+  const std::uint64_t base = position - position % geometry_.span;
+  if (base != base_ || position < expected_) {
+    if (Outcome ok = open_file(base); !ok) {
+      // Not made yet: the position is ahead of the files; next() waits.
+      if (ok.error().code != ENOENT) return ok;
+      close_file();
+      base_ = base;
+      expected_ = base;
+    }
+  }
+  position_ = position;
+  return Done{};
+}
+
+Result<std::optional<SegmentReader::Batch>> SegmentReader::next() {
+  for (;;) {
+    if (fd_ < 0) {
+      if (Outcome ok = open_file(base_); !ok) {
+        if (ok.error().code == ENOENT) return std::optional<Batch>{};
+        return ok.error();
+      }
+    }
+    if (expected_ == base_ + geometry_.span) {  // this file is complete
+      if (Outcome ok = open_file(base_ + geometry_.span); !ok) {
+        if (ok.error().code != ENOENT) return ok.error();
+        close_file();
+        base_ += geometry_.span;
+        expected_ = base_;
+        return std::optional<Batch>{};
+      }
+      continue;
+    }
+    auto header = read_header();
+    if (!header) return header.error();
+    if (!*header) return std::optional<Batch>{};  // the frontier: nothing more yet
+    const BatchHeader b = **header;
+    const std::uint64_t at = offset_;
+    if (b.kind == BatchKind::Gap) {
+      offset_ += sizeof b;
+      expected_ = b.end;
+      if (b.end <= position_) continue;
+      Batch out{BatchKind::Gap, std::max(position_, b.position), b.end, {}};
+      position_ = b.end;
+      return std::optional<Batch>{out};
+    }
+    if (b.end <= position_) {  // before the position asked for: skip it unread
+      offset_ += sizeof b + b.bytes;
+      expected_ = b.end;
+      continue;
+    }
+    buf_.resize(b.bytes);
+    auto got = read_at(fd_, buf_.data(), b.bytes, at + sizeof b);
+    if (!got) return got.error();
+    // Seen half written, or not yet written: the frontier.
+    if (!*got || !check_batch_frames(geometry_, b, buf_).empty()) return std::optional<Batch>{};
+    offset_ += sizeof b + b.bytes;
+    expected_ = b.end;
+    // From position_: walk to it, a frame boundary of this batch.
+    std::uint64_t p = b.position;
+    while (p < position_) {
+      const detail::FrameLook l = detail::look_at_frame<std::memory_order_relaxed>(
+          buf_.data() + (p - b.position), p, geometry_.salt, geometry_.ring_segment,
+          geometry_.alignment);
+      if (l.next == 0) break;  // cannot happen: the batch checked, its frames walk
+      p = l.next;
+    }
+    if (p != position_)
+      return Error{EINVAL, "position " + std::to_string(position_) +
+                               " is not a frame boundary on disk in " + dir_};
+    Batch out{BatchKind::Frames, p, b.end,
+              std::span<const std::byte>(buf_).subspan(p - b.position)};
+    position_ = b.end;
+    return std::optional<Batch>{out};
+  }
+}
+
+}  // namespace shmbus::log

@@ -1,0 +1,77 @@
+// lib/log/segment_reader.hpp — reading a durable partition's segment files
+// (segment_format.hpp) from a position, batch by batch, while the spiller
+// may be appending to them: the path of replay, `shmbus replay` and tests.
+//
+// A reader trusts what it reads no more than recovery does: every batch's
+// header CRC, position (the one expected next), bounds and data CRC are
+// checked (check_batch_header / check_batch_frames) before its frames are
+// handed out. The newest file's end is a moving frontier: a batch there
+// that does not check yet (zeros, or a write seen half done) is "nothing
+// more yet", and next() may be called again later; a bad batch before a
+// file's complete end is damage (EPROTO, naming the file and offset).
+//
+// Files are read with pread (never mapped: a file truncated or removed
+// under the reader, as retention will, gives an error, never SIGBUS).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "log/segment_format.hpp"
+#include "shmbus/status.hpp"
+
+namespace shmbus::log {
+
+class SegmentReader {
+ public:
+  // What next() hands out: a Frames batch's frames from the position asked
+  // for (valid until the next call), or a Gap's lost range.
+  struct Batch {
+    BatchKind kind = BatchKind::Frames;
+    std::uint64_t position = 0;  // of the first frame handed out (or the gap's start)
+    std::uint64_t end = 0;       // after the last one (or the gap's end)
+    std::span<const std::byte> frames;
+  };
+
+  // A reader of dir positioned at its oldest position. ENOENT when there
+  // are no segment files (yet).
+  static Result<SegmentReader> open(const std::string& dir);
+  SegmentReader(SegmentReader&&) noexcept;
+  SegmentReader& operator=(SegmentReader&&) noexcept;
+  ~SegmentReader();
+
+  // The oldest position on disk (as of the last listing) and the geometry.
+  std::uint64_t start() const noexcept { return start_; }
+  const SegmentHeader& geometry() const noexcept { return geometry_; }
+  // The position next() reads from.
+  std::uint64_t position() const noexcept { return position_; }
+
+  // Moves to `position`, a frame boundary on disk. ERANGE when it is below
+  // start() (the message names the oldest position); a position past what
+  // is on disk yet is waited for by next().
+  Outcome seek(std::uint64_t position);
+  // The batch holding position(), from there; nullopt when nothing more is
+  // on disk yet.
+  Result<std::optional<Batch>> next();
+
+ private:
+  SegmentReader() = default;
+  Outcome open_file(std::uint64_t base);
+  Result<std::optional<BatchHeader>> read_header();
+  void close_file() noexcept;
+
+  std::string dir_;
+  SegmentHeader geometry_{};
+  std::uint64_t start_ = 0;
+  int fd_ = -1;
+  std::uint64_t base_ = 0;      // of the open file
+  std::uint64_t offset_ = 0;    // of the next batch in it
+  std::uint64_t expected_ = 0;  // that batch's position
+  std::uint64_t position_ = 0;  // what next() delivers from (>= expected_)
+  std::vector<std::byte> buf_;
+};
+
+}  // namespace shmbus::log

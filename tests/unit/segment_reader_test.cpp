@@ -1,0 +1,169 @@
+// Reading segment files back (log/segment_reader.hpp): every frame the
+// log appended, from the oldest position and from any frame boundary,
+// across files and gaps; the frontier (a batch not written yet, or seen
+// half written) is "nothing more yet", and more appended later is read on.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "log/segment_log.hpp"
+#include "log/segment_reader.hpp"
+#include "segment_frames.hpp"
+
+namespace shmbus::log {
+namespace {
+
+using namespace testing_frames;
+namespace fs = std::filesystem;
+
+constexpr std::uint64_t kSmallSpan = 16 * 1024;
+
+class SegmentReaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/shmbus-segment-reader-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  // Appends frames and gaps; records every frame position and each lost range.
+  void append(SegmentLog& log, int chunks, std::mt19937_64& rng) {
+    for (int i = 0; i < chunks; ++i) {
+      if (i % 7 == 6) {
+        const std::uint64_t from = log.end();
+        ASSERT_TRUE(log.append_gap(from + 3 * kAlignment));
+        lost.push_back({from, log.end()});
+        continue;
+      }
+      const Frames f = make_frames(log.end(), 1 + rng() % 20, rng);
+      std::uint64_t p = log.end();
+      for (std::size_t at = 0; at < f.bytes.size();) {
+        frames.push_back(p);
+        std::uint32_t len = 0;
+        std::memcpy(&len, &f.bytes[at + detail::kFrameLengthAt], 4);
+        const std::uint64_t n = detail::frame_bytes(len, kAlignment);
+        at += n;
+        p += n;
+      }
+      ASSERT_TRUE(log.append(log.end(), f.bytes));
+    }
+  }
+
+  // Reads everything from the reader's position: frame positions and gaps.
+  void read_all(SegmentReader& r, std::vector<std::uint64_t>& got,
+                std::vector<std::pair<std::uint64_t, std::uint64_t>>& gaps) {
+    for (;;) {
+      auto b = r.next();
+      ASSERT_TRUE(b) << b.error().message;
+      if (!*b) return;
+      if ((*b)->kind == BatchKind::Gap) {
+        gaps.push_back({(*b)->position, (*b)->end});
+        continue;
+      }
+      std::uint64_t p = (*b)->position;
+      const auto& f = (*b)->frames;
+      while (p < (*b)->end) {
+        got.push_back(p);
+        auto* at = const_cast<std::byte*>(f.data() + (p - (*b)->position));
+        const detail::FrameLook l = detail::look_at_frame<std::memory_order_relaxed>(
+            at, p, kSalt, kRingSegment, kAlignment);
+        ASSERT_NE(l.next, 0u);
+        p = l.next;
+      }
+    }
+  }
+
+  std::string dir;
+  std::vector<std::uint64_t> frames;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> lost;
+};
+
+TEST_F(SegmentReaderTest, ReadsEveryFrameFromAnyBoundaryAcrossFilesAndGaps) {
+  std::mt19937_64 rng(7);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(log) << log.error().message;
+  append(*log, 60, rng);
+  ASSERT_GT(log->end(), 3 * kSmallSpan) << "the test must cross files";
+  auto r = SegmentReader::open(dir);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->start(), 0u);
+  std::vector<std::uint64_t> got;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
+  read_all(*r, got, gaps);
+  EXPECT_EQ(got, frames);
+  EXPECT_EQ(gaps, lost);
+  // From every 13th frame boundary: exactly the frames from there on.
+  for (std::size_t i = 0; i < frames.size(); i += 13) {
+    ASSERT_TRUE(r->seek(frames[i]));
+    got.clear();
+    gaps.clear();
+    read_all(*r, got, gaps);
+    EXPECT_EQ(got, std::vector<std::uint64_t>(frames.begin() + static_cast<std::ptrdiff_t>(i),
+                                              frames.end()))
+        << "from " << frames[i];
+  }
+  // Not a frame boundary: refused, not misread.
+  ASSERT_TRUE(r->seek(frames[1] + kAlignment == frames[2] ? frames[3] + 32 : frames[1] + 32));
+  auto bad = r->next();
+  EXPECT_FALSE(bad && *bad && (*bad)->kind == BatchKind::Frames);
+}
+
+TEST_F(SegmentReaderTest, TheFrontierIsNothingYetThenMoreIsReadOn) {
+  std::mt19937_64 rng(11);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(log);
+  append(*log, 5, rng);
+  auto r = SegmentReader::open(dir);
+  ASSERT_TRUE(r);
+  std::vector<std::uint64_t> got;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
+  read_all(*r, got, gaps);
+  EXPECT_EQ(got, frames);
+  // A batch header written without its frames (a write seen half done).
+  const std::uint64_t end = log->end();
+  const Frames f = make_frames(end, 3, rng);
+  SegmentHeader h = segment_at(end - end % kSmallSpan, kSmallSpan);
+  const auto b = frames_batch(h, end, f.bytes);
+  ASSERT_TRUE(b);
+  {
+    const std::string last = dir + "/" + segment_name(end - end % kSmallSpan);
+    std::FILE* file = std::fopen(last.c_str(), "ab");
+    ASSERT_NE(file, nullptr);
+    ASSERT_EQ(std::fwrite(&*b, sizeof *b, 1, file), 1u);
+    std::fclose(file);
+  }
+  auto next = r->next();
+  ASSERT_TRUE(next);
+  EXPECT_FALSE(*next);
+  append(*log, 40, rng);  // crosses into new files
+  read_all(*r, got, gaps);
+  EXPECT_EQ(got, frames);
+  EXPECT_EQ(r->position(), log->end());
+}
+
+TEST_F(SegmentReaderTest, BelowTheOldestIsOutOfRangeNamingIt) {
+  std::mt19937_64 rng(5);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 5 * kSmallSpan + 4096);
+  ASSERT_TRUE(log);
+  append(*log, 3, rng);
+  auto r = SegmentReader::open(dir);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->start(), 5 * kSmallSpan + 4096);
+  const Outcome below = r->seek(4096);
+  ASSERT_FALSE(below);
+  EXPECT_EQ(below.error().code, ERANGE);
+  EXPECT_NE(below.error().message.find(std::to_string(5 * kSmallSpan + 4096)), std::string::npos);
+  std::vector<std::uint64_t> got;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
+  read_all(*r, got, gaps);
+  EXPECT_EQ(got, frames);
+}
+
+}  // namespace
+}  // namespace shmbus::log
