@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "config.hpp"
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
   if (!socket.empty()) config.socket = socket;
   if (!data_dir.empty()) config.data_dir = data_dir;
   if (config.data_dir.empty()) config.data_dir = default_data_dir(config.bus);
+  // Absolute: consumers follow a link to it from the bus directory.
+  config.data_dir = std::filesystem::absolute(config.data_dir).lexically_normal().string();
   if (!max_bytes.empty()) {
     char* end = nullptr;
     config.max_topic_bytes = std::strtoull(max_bytes.c_str(), &end, 10);

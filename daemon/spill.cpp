@@ -255,6 +255,12 @@ class Spiller {
     auto files = log::SegmentLog::open(part.dir, part.geometry, at);
     if (!files) return fail(part, files.error().code, files.error().message);
     part.files.emplace(std::move(*files));
+    // Consumers find the files through <bus dir>/<topic>.<p>.seg (replay).
+    const std::string link = sh_.bus_dir + "/" + name_of(topic, index) + ".seg";
+    ::unlink(link.c_str());
+    if (::symlink(part.dir.c_str(), link.c_str()) != 0)
+      logf("warning", "spill: cannot link " + link + " -> " + part.dir + ": " +
+                          std::strerror(errno) + " (consumers cannot replay from disk)");
     const log::Recovery& rec = part.files->recovery();
     const std::uint64_t end = part.files->end();
     const std::uint64_t was_durable = atomic(part.spill().durable).load(std::memory_order_acquire);

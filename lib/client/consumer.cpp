@@ -12,8 +12,10 @@
 #include "log/cursor_join.hpp"
 #include "log/named_cursor.hpp"
 #include "log/ring.hpp"
+#include "log/segment_reader.hpp"
 #include "log/spin.hpp"
 #include "shm/asymmetric_fence.hpp"
+#include "shm/file.hpp"
 #include "shm/futex.hpp"
 #include "shm/process.hpp"
 
@@ -52,6 +54,25 @@ struct Consumer::Impl {
   std::uint64_t observer_position = 0;
   bool observer() const noexcept { return slot == nullptr; }
   std::vector<std::byte> scratch;  // scratch_buffer()
+
+  // --- replay merge (durable topics): reading what the ring no longer holds ---
+  // While `disk` is set, poll reads the segment files (the spiller's, found
+  // through the partition's .seg link in the bus directory) from `position`,
+  // and joins the ring once position reaches our cursor. The cursor then
+  // is what the spiller has written (never below it: a replaying consumer
+  // holds `block` producers back no more than the spiller does), so every
+  // position is in the files (below it) or protected in the ring (at or
+  // above it); safe_from is past everything, so the inline poll leaves it
+  // all to us. In the ring, a lap sends us back to the files, never past
+  // what we did not read.
+  std::optional<log::SegmentReader> disk;
+  std::optional<log::SegmentReader::Batch> batch;  // the one being delivered
+  std::uint64_t batch_at = 0;                      // next frame in it
+  bool durable() const noexcept { return ring.durability().durable != 0; }
+  std::string disk_dir() const {
+    return ring_dir + "/" + topic_name + "." + std::to_string(options.partition) + ".seg";
+  }
+  std::string ring_dir, topic_name;
 
   ~Impl() { leave(); }
 
@@ -112,6 +133,7 @@ struct Consumer::Impl {
     return ring.tail().load(std::memory_order_acquire) > p + ring.capacity();
   }
   Status lagged(std::uint64_t p) noexcept {
+    if (durable() && to_disk(p)) return Status::Empty;
     const std::uint64_t rejoin = ring.oldest_intact(ring.tail().load(std::memory_order_acquire));
     lost = {p, rejoin > p ? rejoin : p};
     position = lost.to;
@@ -176,7 +198,98 @@ struct Consumer::Impl {
   // read in place since the last delivery (the length of a Pad or skipped
   // frame, a Corrupt verdict): producers may have overwritten it. `trusted`
   // is where the next frame surely starts.
+  // Goes to the files for position p (a frame boundary); false when they
+  // cannot serve it (no files, p below their start: then seek says why).
+  bool to_disk(std::uint64_t p) noexcept {
+    if (!disk) {
+      auto opened = log::SegmentReader::open(disk_dir());
+      if (!opened) {
+        disk_error = opened.error();
+        return false;
+      }
+      disk.emplace(std::move(*opened));
+    }
+    if (auto ok = disk->seek(p); !ok) {
+      disk_error = ok.error();
+      disk.reset();
+      return false;
+    }
+    batch.reset();
+    position = p;
+    safe_from = ~std::uint64_t{0};
+    follow_spiller();
+    return true;
+  }
+  Error disk_error;
+
+  // Our cursor, while we read the files: what the spiller has written.
+  void follow_spiller() noexcept {
+    const std::uint64_t w = atomic(ring.spill().written).load(std::memory_order_acquire);
+    if (w > published) {
+      atomic(*state.position_word).store(w, std::memory_order_seq_cst);
+      published = w;
+    }
+  }
+
+  PollResult poll_disk(Handler handler, std::uint32_t max, PollResult r) {
+    while (r.count < max && r.status == Status::Empty) {
+      if (!batch || batch_at >= batch->end) {
+        follow_spiller();
+        // Caught up: the ring from here; below safe_from it is copied and
+        // checked against the tail, and a lap sends us back.
+        if (position >= published) {
+          disk.reset();
+          batch.reset();
+          // (Positions at or past a tail read after our cursor are safe in
+          // place: the join protocol. An observer copies everything.)
+          safe_from = observer() ? ~std::uint64_t{0} : ring.tail().load(std::memory_order_seq_cst);
+          return poll_ring(handler, max, {r, false, position});
+        }
+        auto next = disk->next();
+        if (!next) {
+          r.status = Status::Corrupt;
+          disk_error = next.error();
+          break;
+        }
+        if (!*next) break;  // not in the files yet: the spiller is writing it
+        batch = **next;
+        batch_at = batch->position;
+        if (batch->kind == log::BatchKind::Gap) {  // recorded as lost (an `overwrite` lap)
+          lost = {batch->position, batch->end};
+          position = batch->end;
+          batch.reset();
+          r.status = Status::Lagged;
+          break;
+        }
+        continue;
+      }
+      const std::uint64_t p = batch_at;
+      auto* f = const_cast<std::byte*>(batch->frames.data() + (p - batch->position));
+      const log::SegmentHeader& g = disk->geometry();
+      const detail::FrameLook l = detail::look_at_frame<std::memory_order_relaxed>(
+          f, p, g.salt, g.ring_segment, g.alignment);
+      batch_at = position = l.next;  // the batch checked: its frames walk
+      if (!l.data()) continue;
+      Message m;
+      if (ring.decode(log::Ring::header_of(l), p, f + sizeof(FrameHeader), l.length, nullptr, m) !=
+          Status::Ok) {
+        position = p;
+        r.status = Status::Corrupt;
+        break;
+      }
+      handler(m);
+      ++r.count;
+    }
+    if (r.count > 0 && r.status == Status::Empty) r.status = Status::Ok;
+    return r;  // the cursor stays where follow_spiller put it
+  }
+
   PollResult poll_rest(Handler handler, std::uint32_t max, const detail::PollProgress& at) {
+    if (disk) return poll_disk(handler, max, at.result);
+    return poll_ring(handler, max, at);
+  }
+
+  PollResult poll_ring(Handler handler, std::uint32_t max, const detail::PollProgress& at) {
     PollResult r = at.result;
     bool in_place = at.in_place;
     std::uint64_t trusted = at.trusted;
@@ -241,6 +354,10 @@ struct Consumer::Impl {
       position = trusted = f.next;
       ++r.count;
     }
+    if (disk) {  // lapped on a durable topic: back to the files, from where we were
+      if (r.count > 0 && r.status == Status::Empty) r.status = Status::Ok;
+      return r;
+    }
     return detail::finish_poll(state, {r, in_place, trusted});
   }
 
@@ -294,8 +411,9 @@ struct Consumer::Impl {
       // A sleeper is woken by commits only, which a hole at our position
       // never gets: look at it here too.
       // Lapped meanwhile: poll() says Lagged. Evicted: poll() says so.
-      if (stuck_long_enough(position, false) && past_abandoned(position) != Past::No) continue;
-      if (options.wait == WaitStrategy::Futex && backoff.spun_out()) {
+      if (!disk && stuck_long_enough(position, false) && past_abandoned(position) != Past::No)
+        continue;
+      if (!disk && options.wait == WaitStrategy::Futex && backoff.spun_out()) {
         sleep_until_commit(deadline);
       } else {
         backoff.pause();
@@ -402,8 +520,16 @@ struct Consumer::Impl {
     const std::uint64_t t = ring.tail().load(std::memory_order_seq_cst);
     if (q < ring.oldest_intact(t)) {
       atomic(cursor).store(published, std::memory_order_release);
-      return outside(t);
+      if (!durable()) return outside(t);
+      if (!to_disk(q))
+        return Error{disk_error.code, "seek to " + std::to_string(q) + " on " + ring.name() +
+                                          ": older than the ring, and the files cannot serve it: " +
+                                          disk_error.message};
+      lost = {};
+      return Done{};
     }
+    disk.reset();
+    batch.reset();
     if (auto ok = check_boundary(q, t); !ok) {
       atomic(cursor).store(published, std::memory_order_release);
       return ok.error();
@@ -422,6 +548,8 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
   impl->daemon = std::move(attached->daemon);
   impl->ring = std::move(attached->ring);
   impl->options = options;
+  impl->ring_dir = shm::bus_directory(bus);
+  impl->topic_name = std::string(topic);
   log::Ring& r = impl->ring;
   impl->scratch.assign(std::min<std::uint64_t>(r.segment_bytes(), Impl::kInitialCopyBytes),
                        std::byte{0});  // touched now: no page faults for common frames
@@ -473,6 +601,13 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
       break;
     case ConsumerOptions::Start::Earliest:
       impl->position = r.oldest_intact(t_join);
+      // A durable topic's earliest is the oldest message in its files.
+      if (impl->durable()) {
+        if (auto files = log::SegmentReader::open(impl->disk_dir())) {
+          if (files->start() < impl->position && !impl->to_disk(files->start()))
+            return impl->disk_error;
+        }
+      }
       break;
     case ConsumerOptions::Start::Position: {
       impl->position = t0;
@@ -480,7 +615,7 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
       break;
     }
   }
-  detail::publish_cursor(impl->state);
+  if (!impl->disk) detail::publish_cursor(impl->state);
   return Consumer(std::move(impl));
 }
 

@@ -29,7 +29,8 @@ Outcome create_topic_files(const std::string& dir, std::string_view topic,
 Outcome remove_topic_files(const std::string& dir, std::string_view topic) {
   // By name, without opening anything: a topic whose creator died between
   // its files, or whose files are damaged or partly gone, must still be
-  // removable. Every `<topic>.<p>.log` and `.cur` in the directory goes, not
+  // removable. Every `<topic>.<p>.log`, `.cur` and `.seg` (the link to a
+  // durable partition's segment files) in the directory goes, not
   // partitions 0.. up to the first missing one; a file that cannot be
   // removed does not stop the others, and the first such error is returned.
   DIR* d = ::opendir(dir.c_str());
@@ -47,7 +48,7 @@ Outcome remove_topic_files(const std::string& dir, std::string_view topic) {
     const std::string_view digits = rest.substr(0, dot), suffix = rest.substr(dot);
     if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
       continue;
-    if (suffix == ".log" || suffix == ".cur") names.emplace_back(n);
+    if (suffix == ".log" || suffix == ".cur" || suffix == ".seg") names.emplace_back(n);
   }
   ::closedir(d);
   std::sort(names.begin(), names.end());
