@@ -75,17 +75,25 @@ void SegmentReader::close_file() noexcept {
 }
 
 Outcome SegmentReader::open_file(std::uint64_t base) {
+  // On failure no file is open: the reader's place stays as it was.
   close_file();
   const std::string path = dir_ + "/" + segment_name(base);
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) return shm::sys_error(errno, "cannot open segment file " + path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return shm::sys_error(errno, "cannot open segment file " + path);
   SegmentHeader h{};
-  auto got = read_at(fd_, &h, sizeof h, 0);
-  if (!got) return got.error();
-  if (!*got || !check(h) || h.base != base)
-    return Error{EPROTO, "segment file " + path + " has no valid header"};
-  if (geometry_.span != 0 && (h.span != geometry_.span || h.salt != geometry_.salt))
-    return Error{EPROTO, "segment file " + path + " is of another partition (span or salt)"};
+  auto got = read_at(fd, &h, sizeof h, 0);
+  std::optional<Error> bad;
+  if (!got)
+    bad = got.error();
+  else if (!*got || !check(h) || h.base != base)
+    bad = Error{EPROTO, "segment file " + path + " has no valid header"};
+  else if (geometry_.span != 0 && (h.span != geometry_.span || h.salt != geometry_.salt))
+    bad = Error{EPROTO, "segment file " + path + " is of another partition (span or salt)"};
+  if (bad) {
+    ::close(fd);
+    return *bad;
+  }
+  fd_ = fd;
   geometry_ = h;
   base_ = base;
   offset_ = kSegmentDataAt;
@@ -126,15 +134,21 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next() {
   for (;;) {
     if (fd_ < 0) {
       if (Outcome ok = open_file(base_); !ok) {
-        if (ok.error().code == ENOENT) return std::optional<Batch>{};
+        const std::string after = dir_ + "/" + segment_name(base_ + geometry_.span);
+        if (ok.error().code == ENOENT || ::access(after.c_str(), F_OK) != 0)
+          return std::optional<Batch>{};  // the frontier (above)
         return ok.error();
       }
     }
     if (expected_ == base_ + geometry_.span) {  // this file is complete
-      if (Outcome ok = open_file(base_ + geometry_.span); !ok) {
-        if (ok.error().code != ENOENT) return ok.error();
+      const std::uint64_t done = base_;
+      if (Outcome ok = open_file(done + geometry_.span); !ok) {
+        // Not made yet, or being made (its header not written yet): the
+        // frontier, unless a file after it shows that it is finished.
+        const std::string after = dir_ + "/" + segment_name(done + 2 * geometry_.span);
+        if (ok.error().code != ENOENT && ::access(after.c_str(), F_OK) == 0) return ok.error();
         close_file();
-        base_ += geometry_.span;
+        base_ = done + geometry_.span;
         expected_ = base_;
         return std::optional<Batch>{};
       }

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -40,12 +41,11 @@ std::uint32_t kills() {
   return n != nullptr ? static_cast<std::uint32_t>(std::stoul(n)) : 200;
 }
 
-// The parameter: whether the spiller runs without io_uring (its fallback).
-class DaemonKills : public testing::TestBus, public ::testing::WithParamInterface<bool> {
+// A bus with a real shmbusd that spills into a data directory of its own.
+class SpillingBus : public testing::TestBus {
  protected:
   void SetUp() override {
     testing::TestBus::SetUp();
-    if (GetParam()) ::setenv("SHMBUS_SPILL_NO_IO_URING", "1", 1);
     char tmpl[] = "/tmp/shmbus-spill-kill-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     data_ = tmpl;
@@ -63,7 +63,7 @@ class DaemonKills : public testing::TestBus, public ::testing::WithParamInterfac
     }
     ::unsetenv("SHMBUS_SOCKET");
     ::unsetenv("SHMBUS_SPILL_NO_IO_URING");
-    if (!HasFailure()) std::filesystem::remove_all(data_);
+    std::filesystem::remove_all(data_);
     testing::TestBus::TearDown();
   }
   void start_daemon() {
@@ -89,6 +89,15 @@ class DaemonKills : public testing::TestBus, public ::testing::WithParamInterfac
 
   std::string data_, config_, sock_;
   std::optional<Child> daemon_;
+};
+
+// The parameter: whether the spiller runs without io_uring (its fallback).
+class DaemonKills : public SpillingBus, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam()) ::setenv("SHMBUS_SPILL_NO_IO_URING", "1", 1);
+    SpillingBus::SetUp();
+  }
 };
 
 TEST_P(DaemonKills, NothingReportedDurableIsLostOrDuplicated) {
@@ -191,6 +200,145 @@ TEST_P(DaemonKills, NothingReportedDurableIsLostOrDuplicated) {
   EXPECT_GE(position, end.durable);
   std::printf("%u daemon kills, %llu messages, %llu bytes on disk\n", rounds,
               static_cast<unsigned long long>(next_seq), static_cast<unsigned long long>(position));
+}
+
+std::uint32_t handoffs() {
+  const char* n = std::getenv("SHMBUS_REPLAY_HANDOFFS");
+  return n != nullptr ? static_cast<std::uint32_t>(std::stoul(n)) : 1000;
+}
+
+// Replay merge: consumers opened at random positions far older than the
+// ring (a 64 KiB ring, the files holding megabytes) while a producer keeps
+// publishing bursts larger than the ring, read from the files and hand over
+// to the live ring. Each must deliver first exactly the message asked for,
+// then every later one once, in order, into the live stream. A recording
+// consumer pauses at random (a consumer stopped and resumed), so the
+// producer waits for it and the replays meet a ring in every state.
+TEST_F(SpillingBus, ReplayMergeHandsOverToTheRingWithNoGapAndNoDuplicate) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  TopicOptions o;
+  o.policy = Policy::Block;
+  o.exclusive_producer = true;
+  o.segment_bytes = 16 * 1024;
+  o.segment_count = 4;
+  o.durable = true;
+  o.fsync = Fsync::Never;
+  ASSERT_TRUE(Topic::create(bus, "r", o));
+
+  constexpr std::uint64_t kMaxMessages = 1'000'000;    // about 190 MB in the files at most
+  std::vector<std::uint64_t> positions(kMaxMessages);  // of seq, as the recorder saw it
+  std::atomic<std::uint64_t> known{0};                 // positions[0, known) are filled in
+  std::atomic<bool> stop{false};
+  std::string failure;
+  std::mutex failure_lock;
+  auto fail = [&](const std::string& why) {
+    std::lock_guard lock(failure_lock);
+    if (failure.empty()) failure = why;
+    stop = true;
+  };
+  std::thread producer([&] {
+    auto p = Producer::open(bus, "r");
+    if (!p) return fail(p.error().message);
+    std::mt19937_64 rng(1);
+    std::vector<std::byte> msg;
+    for (std::uint64_t seq = 0; seq < kMaxMessages && !stop;) {
+      const std::uint64_t burst = 1 + rng() % 800;  // up to ~2.5 rings of messages
+      for (std::uint64_t i = 0; i < burst && seq < kMaxMessages && !stop; ++i) {
+        testing::make_message(0, seq, 150, msg);
+        Status s;
+        while ((s = p->offer(msg)) == Status::Full && !stop) std::this_thread::yield();
+        if (s == Status::Full) return;
+        if (s != Status::Ok) return fail(std::string("offer: ") + to_string(s));
+        ++seq;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(1000 + rng() % 4000));
+    }
+  });
+  std::thread recorder([&] {
+    ConsumerOptions earliest;
+    earliest.start = ConsumerOptions::Start::Earliest;
+    auto c = Consumer::open(bus, "r", earliest);
+    if (!c) return fail(c.error().message);
+    std::mt19937_64 rng(2);
+    std::uint64_t next = 0;
+    while (!stop) {
+      const PollResult r = c->poll_wait(
+          [&](const Message& m) {
+            testing::CheckHeader h;
+            if (!testing::check_message(m.payload, h) || h.seq != next)
+              return fail("recorder: message " + std::to_string(h.seq) + " at " +
+                          std::to_string(m.position) + ", expected " + std::to_string(next));
+            positions[next] = m.position;
+            known.store(++next, std::memory_order_release);
+          },
+          256, 10ms);
+      if (r.status != Status::Ok && r.status != Status::Timeout)
+        return fail(std::string("recorder: ") + to_string(r.status));
+      if (rng() % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 5000));
+    }
+  });
+
+  std::mt19937_64 rng(3);
+  const std::uint32_t rounds = handoffs();
+  std::uint64_t from_disk = 0;
+  for (std::uint32_t k = 0; k < rounds && !stop; ++k) {
+    while (known.load(std::memory_order_acquire) < 4000 && !stop) std::this_thread::sleep_for(1ms);
+    const std::uint64_t seen = known.load(std::memory_order_acquire);
+    const std::uint64_t s = seen - 1 - rng() % std::min<std::uint64_t>(seen, 3000);
+    // Read on past the stream as it was: into the ring.
+    const std::uint64_t live = std::min(seen + 50, kMaxMessages);
+    ConsumerOptions co;
+    co.start = ConsumerOptions::Start::Position;
+    co.position = positions[s];
+    co.gating = rng() % 2 == 0;  // observers replay too
+    auto c = Consumer::open(bus, "r", co);
+    if (!c) {
+      fail("open at " + std::to_string(positions[s]) + ": " + c.error().message);
+      break;
+    }
+    auto ring = Topic::describe(bus, "r");
+    if (ring && positions[s] < ring->partitions[0].oldest) ++from_disk;
+    std::uint64_t expect = s;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (expect < live && !stop) {
+      const PollResult r = c->poll_wait(
+          [&](const Message& m) {
+            testing::CheckHeader h;
+            if (!testing::check_message(m.payload, h))
+              return fail("damaged message at " + std::to_string(m.position));
+            if (h.seq != expect)
+              return fail("replay from seq " + std::to_string(s) + ": got " +
+                          std::to_string(h.seq) + " at " + std::to_string(m.position) +
+                          ", expected " + std::to_string(expect));
+            ++expect;
+          },
+          512, 10ms);
+      if (r.status != Status::Ok && r.status != Status::Timeout)
+        fail("replay from seq " + std::to_string(s) + ": " + to_string(r.status) + " at " +
+             std::to_string(c->position()));
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::string state;
+        if (auto d = Topic::describe(bus, "r")) {
+          const PartitionInfo& pi = d->partitions[0];
+          state = "; tail " + std::to_string(pi.tail) + ", ring from " + std::to_string(pi.oldest) +
+                  ", spill written " + std::to_string(pi.spill.written) + ", cursors";
+          for (std::uint64_t x : pi.consumer_positions) state += " " + std::to_string(x);
+        }
+        fail("replay from seq " + std::to_string(s) + " (" + (co.gating ? "gating" : "observer") +
+             ") stalled at seq " + std::to_string(expect) + ", position " +
+             std::to_string(c->position()) + state);
+      }
+      if (rng() % 128 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+    }
+  }
+  stop = true;
+  producer.join();
+  recorder.join();
+  ASSERT_TRUE(failure.empty()) << failure;
+  EXPECT_GT(from_disk, rounds / 2) << "most replays must start in the files, not the ring";
+  std::printf("%u replay hand-offs, %llu starting on disk, %llu messages published\n", rounds,
+              static_cast<unsigned long long>(from_disk),
+              static_cast<unsigned long long>(known.load()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Spill, DaemonKills, ::testing::Values(false, true),
