@@ -154,7 +154,11 @@ class Spiller {
         continue;
       }
       std::unique_lock lock(sh_.m);
-      sh_.cv.wait_for(lock, idle, [&] { return sh_.stop || sh_.wanted || !sh_.deleted.empty(); });
+      auto posted = [&] { return sh_.stop || sh_.wanted || !sh_.deleted.empty(); };
+      if (parts_.empty())
+        sh_.cv.wait(lock, posted);  // nothing to follow: no wake-ups until something is posted
+      else
+        sh_.cv.wait_for(lock, idle, posted);
       idle = std::min<std::chrono::microseconds>(idle * 2, kLongestIdle);
     }
     if (have_uring_) ::io_uring_queue_exit(&uring_);

@@ -58,12 +58,12 @@ struct Consumer::Impl {
   // --- replay merge (durable topics): reading what the ring no longer holds ---
   // While `disk` is set, poll reads the segment files (the spiller's, found
   // through the partition's .seg link in the bus directory) from `position`,
-  // and joins the ring once position reaches our cursor. The cursor then
-  // is what the spiller has written (never below it: a replaying consumer
-  // holds `block` producers back no more than the spiller does), so every
-  // position is in the files (below it) or protected in the ring (at or
-  // above it); safe_from is past everything, so the inline poll leaves it
-  // all to us. In the ring, a lap sends us back to the files, never past
+  // and goes back to the ring once position reaches join_at, what the
+  // spiller had written (the files hold all below it). Meanwhile an
+  // anonymous consumer's cursor follows the spiller's written watermark (a
+  // replaying consumer holds `block` producers back no more than the
+  // spiller does); safe_from is past everything, so the inline poll leaves
+  // it all to us. In the ring, a lap sends us back to the files, never past
   // what we did not read.
   std::optional<log::SegmentReader> disk;
   std::optional<log::SegmentReader::Batch> batch;  // the one being delivered
@@ -217,15 +217,21 @@ struct Consumer::Impl {
     batch.reset();
     position = p;
     safe_from = ~std::uint64_t{0};
+    join_at = 0;
     follow_spiller();
     return true;
   }
   Error disk_error;
 
-  // Our cursor, while we read the files: what the spiller has written.
+  // While we read the files: the files hold everything below join_at (what
+  // the spiller has written), and an anonymous consumer's cursor follows it.
+  // A named cursor keeps its stored position (the next holder resumes
+  // there: at least once, never past what was delivered).
+  std::uint64_t join_at = 0;
   void follow_spiller() noexcept {
     const std::uint64_t w = atomic(ring.spill().written).load(std::memory_order_acquire);
-    if (w > published) {
+    if (w > join_at) join_at = w;
+    if (!named() && w > published) {
       atomic(*state.position_word).store(w, std::memory_order_seq_cst);
       published = w;
     }
@@ -235,13 +241,17 @@ struct Consumer::Impl {
     while (r.count < max && r.status == Status::Empty) {
       if (!batch || batch_at >= batch->end) {
         follow_spiller();
-        // Caught up: the ring from here; below safe_from it is copied and
-        // checked against the tail, and a lap sends us back.
-        if (position >= published) {
+        // Caught up: the ring from here. Our cursor moves to our position
+        // first; frames below a tail read after it are copied and checked
+        // against the tail (a lap sends us back), those past it are safe in
+        // place (the join protocol). An observer copies everything.
+        if (position >= join_at) {
           disk.reset();
           batch.reset();
-          // (Positions at or past a tail read after our cursor are safe in
-          // place: the join protocol. An observer copies everything.)
+          if (!observer()) {
+            atomic(*state.position_word).store(position, std::memory_order_seq_cst);
+            published = position;
+          }
           safe_from = observer() ? ~std::uint64_t{0} : ring.tail().load(std::memory_order_seq_cst);
           return poll_ring(handler, max, {r, false, position});
         }
