@@ -113,7 +113,12 @@ struct Partition {
   std::uint64_t stuck_at = ~std::uint64_t{0};
   Clock::time_point stuck_since{};
 
+  std::size_t ops_in_flight = 0;  // submitted to io_uring, not completed
+  // Nothing in flight and nothing written but not yet complete.
   bool idle_io() const { return order.empty() && !sync_in_flight; }
+  // May close: nothing the kernel may still write from our buffers.
+  bool quiet() const { return ops_in_flight == 0 && (failed != 0 || idle_io()); }
+  std::uint64_t cursor_floor = 0;  // the cursor never moves below it (its position at open)
   log::SpillState& spill() const { return ring.spill(); }
   void publish_watermarks() {
     log::SpillState& s = spill();
@@ -235,10 +240,10 @@ class Spiller {
     p->fsync = static_cast<Fsync>(d.fsync);
     p->interval = std::chrono::milliseconds(d.fsync_interval_ms);
     const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
-    auto held = log::hold_named(r, kSpillCursor, r.oldest_intact(t0));
+    auto held = log::hold_named(r, log::kSpillCursor, r.oldest_intact(t0));
     if (!held)
-      return logf("error", "spill: " + p->what + ": cannot hold cursor " + kSpillCursor + ": " +
-                               held.error().message + "; not spilling it");
+      return logf("error", "spill: " + p->what + ": cannot hold cursor " + log::kSpillCursor +
+                               ": " + held.error().message + "; not spilling it");
     p->cursor = held->held;
     p->safe_from = r.tail().load(std::memory_order_seq_cst);
     const std::uint64_t at = atomic(p->cursor.slot->position).load(std::memory_order_acquire);
@@ -276,10 +281,15 @@ class Spiller {
       logf("error", "spill: " + part.what + ": the files end at " + std::to_string(end) + " but " +
                         std::to_string(was_durable) +
                         " was reported durable: the files lost data (" + rec.damage + ")");
+    // What a dead daemon wrote may be in the page cache only: synced now,
+    // before it is called durable.
+    if (Outcome ok = part.files->sync(); !ok)
+      return fail(part, ok.error().code, ok.error().message);
     part.next = part.written = part.durable = end;
     part.written_mark = part.durable_mark = part.checkpointed = current_mark(part);
     part.last_sync = part.last_checkpoint = Clock::now();
     if (end > at) atomic(part.cursor.slot->position).store(end, std::memory_order_release);
+    part.cursor_floor = std::max(end, at);
     atomic(part.spill().disk_start).store(part.files->start(), std::memory_order_release);
     atomic(part.spill().failed_errno).store(0, std::memory_order_release);
     part.publish_watermarks();
@@ -370,6 +380,12 @@ class Spiller {
     };
     while (at < limit) {
       const detail::FrameLook l = r.look(at);
+      if (l.damaged()) {
+        // A header torn by a producer lapping us reads as damage: a lap.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        const std::uint64_t now_tail = r.tail().load(std::memory_order_acquire);
+        if (now_tail > p.next + r.capacity()) return gap(p, r.oldest_intact(now_tail), now_tail);
+      }
       if (l.damaged())
         return fail(p, EPROTO,
                     "the frame at " + std::to_string(at) +
@@ -465,10 +481,11 @@ class Spiller {
   }
 
   bool submit_batch(Partition& p, int index, const log::BatchHeader& b, std::size_t len) {
-    const int before = p.files->file();
+    const bool had_file = p.files->file() >= 0;
+    const std::uint64_t before = p.files->room() == 0 ? b.position : ~std::uint64_t{0};
     auto placed = p.files->place(b);
     if (!placed) return fail(p, placed.error().code, placed.error().message), false;
-    if (before >= 0 && placed->fd != before) {
+    if (had_file && before == b.position) {
       // A new file: the roll synced the one before, all of whose writes
       // had completed (pump rolls only with nothing in flight).
       p.durable = p.written;
@@ -505,6 +522,7 @@ class Spiller {
                           s.offset + s.done);
     ::io_uring_sqe_set_data(sqe, &p.ops[index]);
     ++in_flight_;
+    ++p.ops_in_flight;
   }
 
   io_uring_sqe* get_sqe() {
@@ -519,6 +537,7 @@ class Spiller {
   // A write's completion: res = bytes written this time, or -errno.
   void write_done(Partition& p, int index, int res) {
     WriteSlot& s = p.slots[index];
+    if (have_uring_ && (res == -EINTR || res == -EAGAIN)) return submit_write(p, index);
     if (res < 0 || (res == 0 && s.done < s.len)) {
       s.busy = true;  // never reused: the partition stops here
       return fail(p, res < 0 ? -res : ENOSPC,
@@ -549,7 +568,8 @@ class Spiller {
     }
     // The cursor follows what is in the files: only now may `block`
     // producers reuse those bytes.
-    atomic(p.cursor.slot->position).store(p.written, std::memory_order_release);
+    atomic(p.cursor.slot->position)
+        .store(std::max(p.written, p.cursor_floor), std::memory_order_release);
   }
 
   void maybe_sync(Partition& p, Clock::time_point now) {
@@ -566,6 +586,7 @@ class Spiller {
     ::io_uring_prep_fsync(sqe, p.files->file(), IORING_FSYNC_DATASYNC);
     ::io_uring_sqe_set_data(sqe, &p.sync_op);
     ++in_flight_;
+    ++p.ops_in_flight;
   }
 
   void sync_done(Partition& p, int res) {
@@ -597,6 +618,7 @@ class Spiller {
       const int res = cqe->res;
       ::io_uring_cqe_seen(&uring_, cqe);
       --in_flight_;
+      --op->part->ops_in_flight;
       if (op->slot == kSyncOp)
         sync_done(*op->part, res);
       else
@@ -607,13 +629,14 @@ class Spiller {
   // Partitions asked to close: once nothing is in flight, synced, cleanly
   // closed (a clean checkpoint) and the cursor parked.
   void finish_closing() {
+    std::vector<std::pair<std::string, std::uint32_t>> reopen;  // after the loop: open() appends
     for (auto it = parts_.begin(); it != parts_.end();) {
       Partition& p = **it;
-      if (!p.closing || !p.idle_io()) {
+      if (!p.closing || !p.quiet()) {
         ++it;
         continue;
       }
-      if (p.files && p.failed == 0) {
+      if (p.files && p.failed == 0 && p.idle_io()) {
         if (Outcome ok = p.files->close(); !ok) {
           fail(p, ok.error().code, ok.error().message);
         } else {
@@ -630,11 +653,12 @@ class Spiller {
         remove_topic_files(topic);
         pending_removal_.erase(topic);
         for (auto r = reopen_.begin(); r != reopen_.end();) {
-          if (r->first == topic && wanted_.count(*r) != 0) open(r->first, r->second);
+          if (r->first == topic && wanted_.count(*r) != 0) reopen.push_back(*r);
           r = r->first == topic ? reopen_.erase(r) : std::next(r);
         }
       }
     }
+    for (const auto& [topic, index] : reopen) open(topic, index);
   }
 
   SpillService::Shared& sh_;

@@ -62,8 +62,6 @@
 
 namespace shmbus::daemon {
 
-inline constexpr const char* kSpillCursor = "shmbus.spill";
-
 class SpillService final : public Service {
  public:
   // bus_dir: where the rings are; data_dir: where segment files go.

@@ -132,8 +132,15 @@ struct Consumer::Impl {
   bool overrun(std::uint64_t p) const noexcept {
     return ring.tail().load(std::memory_order_acquire) > p + ring.capacity();
   }
+  Status lagged_past(std::uint64_t p, std::uint64_t t) noexcept {
+    const std::uint64_t rejoin = ring.oldest_intact(t);
+    lost = {p, rejoin > p ? rejoin : p};
+    position = lost.to;
+    safe_from = observer() ? ~std::uint64_t{0} : ring.tail().load(std::memory_order_seq_cst);
+    return Status::Lagged;
+  }
   Status lagged(std::uint64_t p) noexcept {
-    if (durable() && to_disk(p)) return Status::Empty;
+    if (durable() && in_files(p) && to_disk(p)) return Status::Empty;
     const std::uint64_t rejoin = ring.oldest_intact(ring.tail().load(std::memory_order_acquire));
     lost = {p, rejoin > p ? rejoin : p};
     position = lost.to;
@@ -198,6 +205,14 @@ struct Consumer::Impl {
   // read in place since the last delivery (the length of a Pad or skipped
   // frame, a Corrupt verdict): producers may have overwritten it. `trusted`
   // is where the next frame surely starts.
+  // Whether the files hold p (the spiller wrote past it and did not fail).
+  bool in_files(std::uint64_t p) const noexcept {
+    const log::SpillState& s = ring.spill();
+    return atomic(const_cast<std::uint32_t&>(s.failed_errno)).load(std::memory_order_acquire) ==
+               0 &&
+           p < atomic(const_cast<std::uint64_t&>(s.written)).load(std::memory_order_acquire);
+  }
+
   // Goes to the files for position p (a frame boundary); false when they
   // cannot serve it (no files, p below their start: then seek says why).
   bool to_disk(std::uint64_t p) noexcept {
@@ -229,9 +244,20 @@ struct Consumer::Impl {
   // there: at least once, never past what was delivered).
   std::uint64_t join_at = 0;
   void follow_spiller() noexcept {
-    const std::uint64_t w = atomic(ring.spill().written).load(std::memory_order_acquire);
+    // From shared memory: never past the tail, never off the alignment.
+    const std::uint64_t tail = ring.tail().load(std::memory_order_acquire);
+    std::uint64_t w = atomic(ring.spill().written).load(std::memory_order_acquire);
+    w = std::min(w, tail) & ~(std::uint64_t{ring.alignment()} - 1);
     if (w > join_at) join_at = w;
-    if (!named() && w > published) {
+    if (named()) {
+      // The stored position is what the next holder resumes at: never past
+      // what was delivered (it gates `block` producers there, as a named
+      // cursor does).
+      if (position != published) {
+        atomic(*state.position_word).store(position, std::memory_order_seq_cst);
+        published = position;
+      }
+    } else if (w > published) {
       atomic(*state.position_word).store(w, std::memory_order_seq_cst);
       published = w;
     }
@@ -255,13 +281,23 @@ struct Consumer::Impl {
           safe_from = observer() ? ~std::uint64_t{0} : ring.tail().load(std::memory_order_seq_cst);
           return poll_ring(handler, max, {r, false, position});
         }
-        auto next = disk->next();
+        auto next = disk->next(atomic(ring.spill().written).load(std::memory_order_acquire));
         if (!next) {
           r.status = Status::Corrupt;
           disk_error = next.error();
           break;
         }
-        if (!*next) break;  // not in the files yet: the spiller is writing it
+        if (!*next) {
+          // Not in the files (yet). Gone from the ring too, and the files
+          // will not get it (spilling failed, or it was lapped): lost.
+          const std::uint64_t t = ring.tail().load(std::memory_order_acquire);
+          if (!in_files(position) && position < ring.oldest_intact(t) &&
+              ring.policy() == Policy::Overwrite) {
+            disk.reset();
+            r.status = lagged_past(position, t);
+          }
+          break;
+        }
         batch = **next;
         batch_at = batch->position;
         if (batch->kind == log::BatchKind::Gap) {  // recorded as lost (an `overwrite` lap)
@@ -377,6 +413,8 @@ struct Consumer::Impl {
     if (atomic(slot->control).load(std::memory_order_relaxed) == slot_control)
       return Error{EINVAL, "rejoin on " + ring.name() + ": this consumer was not evicted"};
     leave();
+    disk.reset();
+    batch.reset();
     const std::uint64_t t0 = ring.tail().load(std::memory_order_acquire);
     if (t0 % ring.alignment() != 0) return damaged_tail(t0);
     log::HeldSlot held;
@@ -538,8 +576,11 @@ struct Consumer::Impl {
       lost = {};
       return Done{};
     }
-    disk.reset();
-    batch.reset();
+    if (disk) {  // leaving the files: in place again from this tail (an observer never)
+      disk.reset();
+      batch.reset();
+      safe_from = observer() ? ~std::uint64_t{0} : t;
+    }
     if (auto ok = check_boundary(q, t); !ok) {
       atomic(cursor).store(published, std::memory_order_release);
       // Overwritten while we looked: a durable topic has it in the files.
@@ -550,7 +591,7 @@ struct Consumer::Impl {
       return ok.error();
     }
     position = published = q;
-    if (t > safe_from) safe_from = t;
+    if (t > safe_from && safe_from != ~std::uint64_t{0}) safe_from = t;
     return Done{};
   }
 };

@@ -15,6 +15,12 @@
 
 namespace shmbus::log {
 
+// The durable named cursor of shmbusd's spiller (daemon/spill.hpp). A
+// durable topic is created with it parked at position 0 (Ring::create), so
+// that `block` producers are held back from the first byte, before the
+// spiller takes it over.
+inline constexpr const char* kSpillCursor = "shmbus.spill";
+
 // 1..kMaxCursorName of [A-Za-z0-9._-], not starting with '.'.
 Outcome check_cursor_name(std::string_view name);
 

@@ -1,5 +1,7 @@
 #include "log/ring.hpp"
 
+#include "log/named_cursor.hpp"
+
 #include <sched.h>
 #include <sys/random.h>
 
@@ -126,6 +128,12 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
                                 auto* h = reinterpret_cast<CursorHeader*>(base);
                                 h->config.max_consumers = o.max_consumers;
                                 h->config.partition = partition;
+                                if (o.durable) {  // the spiller's cursor, parked at 0
+                                  auto* s = reinterpret_cast<CursorSlot*>(base + sizeof *h);
+                                  write_slot_name(*s, kSpillCursor);
+                                  s->position = 0;
+                                  s->control = make_control(SlotState::Active, 1, kNoHolder);
+                                }
                               });
   if (!cur) {
     (void)shm::remove_file(ring_path(dir, topic, partition));

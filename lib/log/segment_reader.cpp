@@ -130,7 +130,12 @@ Outcome SegmentReader::seek(std::uint64_t position) {
   return Done{};
 }
 
-Result<std::optional<SegmentReader::Batch>> SegmentReader::next() {
+Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t complete_below) {
+  auto damaged = [&](const std::string& why) {
+    return Error{EPROTO, "segment file " + dir_ + "/" + segment_name(base_) + ": batch at offset " +
+                             std::to_string(offset_) + " (position " + std::to_string(expected_) +
+                             "), which its writer completed: " + why};
+  };
   for (;;) {
     if (fd_ < 0) {
       if (Outcome ok = open_file(base_); !ok) {
@@ -156,7 +161,10 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next() {
     }
     auto header = read_header();
     if (!header) return header.error();
-    if (!*header) return std::optional<Batch>{};  // the frontier: nothing more yet
+    if (!*header) {
+      if (expected_ < complete_below) return damaged("no valid batch header");
+      return std::optional<Batch>{};  // the frontier: nothing more yet
+    }
     const BatchHeader b = **header;
     const std::uint64_t at = offset_;
     if (b.kind == BatchKind::Gap) {
@@ -176,7 +184,12 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next() {
     auto got = read_at(fd_, buf_.data(), b.bytes, at + sizeof b);
     if (!got) return got.error();
     // Seen half written, or not yet written: the frontier.
-    if (!*got || !check_batch_frames(geometry_, b, buf_).empty()) return std::optional<Batch>{};
+    if (!*got || !check_batch_frames(geometry_, b, buf_).empty()) {
+      if (b.end <= complete_below)
+        return damaged(!*got ? "its frames end past the file"
+                             : check_batch_frames(geometry_, b, buf_));
+      return std::optional<Batch>{};
+    }
     offset_ += sizeof b + b.bytes;
     expected_ = b.end;
     // From position_: walk to it, a frame boundary of this batch.

@@ -54,8 +54,12 @@ class SegmentReader {
   // is on disk yet is waited for by next().
   Outcome seek(std::uint64_t position);
   // The batch holding position(), from there; nullopt when nothing more is
-  // on disk yet.
-  Result<std::optional<Batch>> next();
+  // on disk yet. A batch that does not check where the writer says its
+  // writes completed (positions below complete_below: the spiller's
+  // written watermark) is damage, EPROTO naming the file and offset; past
+  // it, a write may be in flight (completions are unordered), so it is
+  // the frontier.
+  Result<std::optional<Batch>> next(std::uint64_t complete_below = 0);
 
  private:
   SegmentReader() = default;

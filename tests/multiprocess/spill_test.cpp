@@ -114,11 +114,13 @@ TEST_P(DaemonKills, NothingReportedDurableIsLostOrDuplicated) {
 
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> published{0};
-  std::string producer_error;
+  std::string producer_error;  // read after the producer joined, or once failed is set
+  std::atomic<bool> failed{false};
   std::thread producer([&] {
     auto p = Producer::open(bus, "d");
     if (!p) {
       producer_error = p.error().message;
+      failed = true;
       return;
     }
     std::vector<std::byte> msg;
@@ -132,6 +134,7 @@ TEST_P(DaemonKills, NothingReportedDurableIsLostOrDuplicated) {
         if (s == Status::Full) break;  // stopped while waiting for room
         if (s != Status::Ok) {
           producer_error = std::string("offer: ") + to_string(s);
+          failed = true;
           return;
         }
         published = ++seq;
@@ -139,21 +142,37 @@ TEST_P(DaemonKills, NothingReportedDurableIsLostOrDuplicated) {
       std::this_thread::sleep_for(300us);
     }
     if (p->wait_durable(60s) != Status::Ok) producer_error = "wait_durable at the end";
+    failed = !producer_error.empty();
   });
 
   // Kills begin once the producer is attached (its open needs the daemon).
-  while (published == 0 && producer_error.empty()) std::this_thread::sleep_for(1ms);
+  while (published == 0 && !failed) std::this_thread::sleep_for(1ms);
   std::mt19937_64 rng(::getpid());
   std::uint64_t last_durable = 0;
   const std::uint32_t rounds = kills();
-  for (std::uint32_t k = 0; k < rounds && producer_error.empty(); ++k) {
+  for (std::uint32_t k = 0; k < rounds && !failed; ++k) {
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30000));
     const std::uint64_t before = spill().durable;
     ASSERT_GE(before, last_durable) << "the durable watermark went backwards, kill " << k;
     daemon_->kill9();
     ASSERT_GE(daemon_->wait(10s), 0);
     ASSERT_NO_FATAL_FAILURE(start_daemon());
-    // The restarted spiller says durable no lower than before the kill.
+    // The restarted spiller (once it holds its cursor again) says durable
+    // no lower than before the kill.
+    const auto held_by_new = [&] {
+      auto info = Topic::describe(bus, "d");
+      if (!info) return false;
+      const PartitionInfo& pi = info->partitions[0];
+      for (std::size_t i = 0; i < pi.consumer_names.size(); ++i)
+        if (pi.consumer_names[i] == "shmbus.spill")
+          return pi.consumer_pids[i] == static_cast<std::uint32_t>(daemon_->pid());
+      return false;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!held_by_new()) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the spiller did not come back";
+      std::this_thread::sleep_for(1ms);
+    }
     const PartitionInfo::Spill after = spill();
     ASSERT_GE(after.durable, before) << "kill " << k;
     ASSERT_EQ(after.spill_errno, 0) << std::strerror(after.spill_errno);

@@ -104,6 +104,25 @@ TEST_F(NamedCursorTest, ParkedCursorGatesBlockProducersUntilDeleted) {
   EXPECT_EQ(p->offer(bytes(payload)), Status::Ok);
 }
 
+// A durable topic has its spiller's cursor from creation, parked at 0: a
+// `block` producer is held back from the first byte, before any spiller ran.
+TEST_F(NamedCursorTest, ADurableTopicIsBornWithItsSpillersCursorGating) {
+  TopicOptions o = small(Policy::Block);
+  o.durable = true;
+  ASSERT_TRUE(Topic::create(bus, "t", o));
+  const auto cursors = named_cursors();
+  ASSERT_EQ(cursors.size(), 1u);
+  EXPECT_EQ(cursors[0].first, "shmbus.spill");
+  EXPECT_EQ(cursors[0].second, log::kNoHolder);
+  auto p = Producer::open(bus, "t");
+  ASSERT_TRUE(p);
+  const std::string payload(1000, 'x');
+  int offered = 0;
+  while (p->offer(bytes(payload)) == Status::Ok) ASSERT_LT(++offered, 100);
+  EXPECT_GE(offered, 6);
+  EXPECT_EQ(p->offer(bytes(payload)), Status::Full);
+}
+
 // Killed holders (no destructor runs): the reapers leave the slot, which
 // keeps gating and resumes where the dead holder's last batch ended.
 TEST_F(NamedCursorTest, SurvivesItsHoldersDeathAndTheReapers) {

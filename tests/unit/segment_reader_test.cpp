@@ -111,7 +111,38 @@ TEST_F(SegmentReaderTest, ReadsEveryFrameFromAnyBoundaryAcrossFilesAndGaps) {
   // Not a frame boundary: refused, not misread.
   ASSERT_TRUE(r->seek(frames[1] + kAlignment == frames[2] ? frames[3] + 32 : frames[1] + 32));
   auto bad = r->next();
-  EXPECT_FALSE(bad && *bad && (*bad)->kind == BatchKind::Frames);
+  ASSERT_FALSE(bad) << "a position inside a frame must be refused";
+  EXPECT_EQ(bad.error().code, EINVAL);
+}
+
+// A flipped byte in a batch the writer completed is damage, named; past
+// what the writer says it completed, the same bytes are the frontier (a
+// write in flight).
+TEST_F(SegmentReaderTest, DamageBelowWhatTheWriterCompletedIsAnErrorNamingIt) {
+  std::mt19937_64 rng(3);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(log);
+  append(*log, 4, rng);
+  const std::string file = dir + "/" + segment_name(0);
+  {
+    std::FILE* f = std::fopen(file.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, static_cast<long>(kSegmentDataAt + sizeof(BatchHeader) + 40), SEEK_SET);
+    const int c = std::fgetc(f);
+    std::fseek(f, -1, SEEK_CUR);
+    std::fputc(c ^ 0x10, f);
+    std::fclose(f);
+  }
+  auto r = SegmentReader::open(dir);
+  ASSERT_TRUE(r);
+  auto frontier = r->next(0);
+  ASSERT_TRUE(frontier) << frontier.error().message;
+  EXPECT_FALSE(*frontier);
+  auto damaged = r->next(log->end());
+  ASSERT_FALSE(damaged);
+  EXPECT_EQ(damaged.error().code, EPROTO);
+  EXPECT_NE(damaged.error().message.find(segment_name(0)), std::string::npos)
+      << damaged.error().message;
 }
 
 TEST_F(SegmentReaderTest, TheFrontierIsNothingYetThenMoreIsReadOn) {
