@@ -33,15 +33,22 @@
 //
 // A write or fdatasync that fails (EIO, ENOSPC) stops the partition: its
 // watermarks freeze, failed_errno says why (`shmbus topic describe`), and
-// on `block` producers are held back by its cursor instead of losing data.
-// An fsync is never retried: Linux reports a writeback error once. A
-// restart of shmbusd recovers the files (SegmentLog::open) and goes on.
+// on `block` producers are held back by its cursor from then on. What was
+// written but not yet durable when an fdatasync failed is in neither the
+// ring (the cursor follows `written`, so producers reused those bytes) nor
+// surely on disk: durable never covered it, and wait_durable never said
+// Ok for it. (Following `durable` instead would make the ring hold a whole
+// fsync interval of data.) An fsync is never retried: Linux reports a
+// writeback error once. A restart of shmbusd recovers the files
+// (SegmentLog::open), fdatasyncs the last one, and goes on.
 //
 // A producer that died holding an unwritten claim leaves a hole that no
 // reaper can pad (layout.hpp, "Abandoned claims"); after kAbandonWait the
 // spiller proves it (Ring::abandoned_until) and records a Pad frame there in
 // the file (never in the ring), as consumers skip it.
 //
+// A durable topic is created with the cursor parked at 0 (Ring::create), so
+// producers are held back from the first byte, before the spiller runs.
 // Restart: the cursor kept its position P (it gates `block` producers at P
 // all the while); recovery says the files end at E. E >= P: the spiller
 // goes on at E (what lies between was written, its cursor not yet moved).
