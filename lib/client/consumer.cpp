@@ -527,6 +527,13 @@ struct Consumer::Impl {
       } else if (const std::optional<std::uint64_t> next = ring.abandoned_until(x)) {
         x = *next;
       } else {
+        // Unwritten, or a newer lap's frame: the tail tells.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        const std::uint64_t t = ring.tail().load(std::memory_order_acquire);
+        if (t > segment + ring.capacity())
+          return refuse(ERANGE, "overwritten while it was checked; the ring now holds [" +
+                                    std::to_string(ring.oldest_intact(t)) + ", " +
+                                    std::to_string(t) + ")");
         return refuse(EAGAIN, "the frame at " + std::to_string(x) +
                                   " before it is still being written; try again");
       }
