@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -103,13 +104,31 @@ class Background:
     def __init__(self, env, *args):
         self.p = subprocess.Popen([TOOL, *args], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
+        # Drained while it runs: a full pipe would stop it inside write(), and a
+        # gating tail stopped there holds producers back.
+        self._out, self._err = [], []
+        self._readers = [threading.Thread(target=self._drain, args=(pipe, into), daemon=True)
+                         for pipe, into in ((self.p.stdout, self._out), (self.p.stderr, self._err))]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _drain(pipe, into):
+        for chunk in iter(lambda: pipe.read1(65536), b""):
+            into.append(chunk)
+
+    def finish(self):
+        """Waits for the process to exit: (returncode, stdout, stderr)."""
+        self.p.wait(timeout=TIMEOUT)
+        for t in self._readers:
+            t.join(timeout=TIMEOUT)
+        return self.p.returncode, b"".join(self._out).decode(), b"".join(self._err).decode()
 
     def stop(self):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGCONT)
             self.p.send_signal(signal.SIGINT)
-        stdout, stderr = self.p.communicate(timeout=TIMEOUT)
-        return self.p.returncode, stdout.decode(), stderr.decode()
+        return self.finish()
 
 
 def topic_files(bus_dir):
@@ -482,9 +501,9 @@ def test_tail_follow_until_count(env):
     bg = Background(env, "tail", "--gating", "t", "--follow", "--count", "2", "--format", "json")
     wait_for("tail to attach", lambda: len(consumers(env, "t")) == 1)
     run(env, "publish", "t", "new1", "new2", "new3")
-    stdout, stderr = bg.p.communicate(timeout=TIMEOUT)
-    assert bg.p.returncode == 0, stderr
-    assert [json.loads(l)["payload"] for l in stdout.decode().splitlines()] == ["new1", "new2"]
+    rc, stdout, stderr = bg.finish()
+    assert rc == 0, stderr
+    assert [json.loads(l)["payload"] for l in stdout.splitlines()] == ["new1", "new2"]
     assert consumers(env, "t") == []  # the cursor slot was given back
 
 
