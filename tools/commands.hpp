@@ -88,6 +88,22 @@ struct TailOptions {
 };
 void run_tail(const Context& ctx, const TailOptions& o);
 
+// --- replay (replay.cpp) ---
+
+struct ReplayOptions {
+  std::string topic;
+  std::uint32_t partition = 0;
+  std::string from = "beginning";  // as tail's --from
+  std::string to = "end";          // end (the tail when replay starts) | POSITION | TIME
+  std::string into;                // the destination topic
+  std::uint32_t into_partition = 0;
+  double speed = 0;            // 0: as fast as possible; 1: the recorded pace; 10: ten times it
+  std::uint64_t count = 0;     // 0: no limit
+  std::string timeout = "5s";  // how long to retry while the destination is Full
+  bool json = false;
+};
+void run_replay(const Context& ctx, const ReplayOptions& o);
+
 // --- stat (stat.cpp) ---
 
 struct StatOptions {

@@ -291,6 +291,46 @@ back like any slow consumer.)");
   t->callback([&ctx, o] { run_tail(ctx, *o); });
 }
 
+void add_replay(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<ReplayOptions>();
+  CLI::App* r = app.add_subcommand(
+      "replay", "Republish a range of a partition into another topic, paced or at full speed");
+  r->add_option("topic", o->topic, "Topic to read")->required();
+  r->add_option("-p,--partition", o->partition, "Partition to read")->capture_default_str();
+  r->add_option("--from", o->from,
+                "First message: beginning (the oldest one, on disk for a durable topic), a "
+                "POSITION, or a TIME (the first message stamped at or after it), as tail's")
+      ->check(from_check())
+      ->capture_default_str();
+  r->add_option("--to", o->to,
+                "End of the range (not replayed): end (the tail when replay starts), a "
+                "POSITION, or a TIME (the first message stamped at or after it)")
+      ->check(from_check())
+      ->capture_default_str();
+  r->add_option("--into", o->into, "Topic to publish into")->required();
+  r->add_option("--into-partition", o->into_partition, "Its partition")->capture_default_str();
+  r->add_option("--speed", o->speed,
+                "Pace by the recorded timestamps: 1 = real time, 10 = ten times faster, 0.5 = "
+                "half speed; 0 = as fast as possible")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  r->add_option("-n,--count", o->count, "Stop after N messages (0: no limit)")
+      ->capture_default_str();
+  r->add_option("--timeout", o->timeout, "How long to retry while the destination is full")
+      ->check(duration_check())
+      ->capture_default_str();
+  r->add_flag("--json", o->json, "Print the report as one JSON object");
+  r->footer(R"(Keys, headers and payloads are copied; each message gets a new timestamp
+when it is republished. Paced replay sends message i at the first send's time +
+(its stamp - the first stamp) / speed, every due time counted from that anchor, so
+errors do not add up; stamps that go backwards wait for nothing. The report gives
+the achieved speed, how far the last send was from due, and the lateness (sent -
+due) p50, p99, p99.9 and max. replay reads as an observer (it never holds
+producers back); on a durable topic it reads what the ring no longer holds from
+the segment files.)");
+  r->callback([&ctx, o] { run_replay(ctx, *o); });
+}
+
 void add_cursor(CLI::App& app, Context& ctx) {
   CLI::App* cursor =
       app.add_subcommand("cursor", "Durable named cursors (tail --name, ConsumerOptions::name)");
@@ -406,6 +446,7 @@ int main(int argc, char** argv) {
   add_topic(app, ctx);
   add_publish(app, ctx);
   add_tail(app, ctx);
+  add_replay(app, ctx);
   add_cursor(app, ctx);
   add_stat(app, ctx);
   add_doctor(app, ctx);

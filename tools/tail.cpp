@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "header.hpp"
+#include "read_from.hpp"
 #include "shmbus/consumer.hpp"
 
 namespace shmbus::cli {
@@ -99,30 +100,10 @@ void run_tail(const Context& ctx, const TailOptions& o) {
   co.prefault = false;
   co.gating = o.gating || !o.name.empty();
   co.name = o.name;
-  std::optional<std::int64_t> since;  // skip messages stamped before this
   const std::string from = o.from.empty() ? (o.follow ? "end" : "beginning") : o.from;
-  if (from == "beginning") {
-    co.start = ConsumerOptions::Start::Earliest;
-  } else if (from == "end") {
-    co.start = ConsumerOptions::Start::Latest;
-  } else if (auto pos = parse_u64(from)) {
-    co.start = ConsumerOptions::Start::Position;
-    co.position = *pos;
-  } else {
-    // A time: scan from the oldest message to the first one stamped at or after it.
-    std::string why;
-    since = parse_time(from, now_ns(), &why);
-    if (!since) fail(kUsage, why);
-    co.start = ConsumerOptions::Start::Earliest;
-  }
-  auto opened = Consumer::open(ctx.bus, o.topic, co);
-  if (!opened) {
-    if (co.start == ConsumerOptions::Start::Position && opened.error().code != ENOENT)
-      fail(kFailed, "cannot start at position " + from + ": " + opened.error().message +
-                        "; use a position that tail printed, or --from beginning");
-    fail(opened.error());
-  }
-  Consumer consumer = std::move(opened).value();
+  ReadFrom start = open_from(ctx, o.topic, co, from);
+  Consumer consumer = std::move(start.consumer);
+  std::optional<std::int64_t>& since = start.since;
 
   // Without --follow, stop at the tail as it is now, even if producers go on.
   const std::uint64_t end = describe_or_fail(ctx, o.topic).partitions[o.partition].tail;

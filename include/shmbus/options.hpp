@@ -62,7 +62,8 @@ struct TopicOptions {
   // files under the bus's data directory (Producer::wait_durable waits for
   // one). On `block` its cursor holds producers back like a consumer's, so
   // nothing is overwritten before it is on disk; on `overwrite` a lapped
-  // spiller records the lost range as a gap. Without shmbusd nothing spills.
+  // spiller records the lost range as a gap. Needs shmbusd: Topic::create
+  // refuses a durable topic when no daemon serves the bus (ENOTSUP).
   bool durable = false;
   Fsync fsync = Fsync::Interval;
   std::uint32_t fsync_interval_ms = 100;  // with Fsync::Interval: 1..60000

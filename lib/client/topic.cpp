@@ -75,6 +75,15 @@ Outcome Topic::create(std::string_view bus, std::string_view topic, const TopicO
     request.acl.mode = options.mode;
     return ask_daemon(*socket, std::move(request), "create topic " + std::string(topic));
   }
+  // Nothing would ever write it to disk, and its spiller's parked cursor
+  // would hold a `block` topic's producers back from the first ring on.
+  if (options.durable)
+    return Error{ENOTSUP, "create topic " + std::string(topic) +
+                              ": a durable topic is recorded by shmbusd's spiller, and no "
+                              "shmbusd serves bus '" +
+                              std::string(bus) +
+                              "' (no control socket; see SHMBUS_SOCKET): start shmbusd, or "
+                              "create the topic without durable"};
   return log::create_topic_files(shm::bus_directory(bus), topic, options);
 }
 

@@ -1,0 +1,34 @@
+#include "read_from.hpp"
+
+#include <cerrno>
+
+namespace shmbus::cli {
+
+ReadFrom open_from(const Context& ctx, const std::string& topic, ConsumerOptions co,
+                   const std::string& from) {
+  std::optional<std::int64_t> since;
+  if (from == "beginning") {
+    co.start = ConsumerOptions::Start::Earliest;
+  } else if (from == "end") {
+    co.start = ConsumerOptions::Start::Latest;
+  } else if (auto pos = parse_u64(from)) {
+    co.start = ConsumerOptions::Start::Position;
+    co.position = *pos;
+  } else {
+    // A time: scan from the oldest message to the first one stamped at or after it.
+    std::string why;
+    since = parse_time(from, now_ns(), &why);
+    if (!since) fail(kUsage, why);
+    co.start = ConsumerOptions::Start::Earliest;
+  }
+  auto opened = Consumer::open(ctx.bus, topic, co);
+  if (!opened) {
+    if (co.start == ConsumerOptions::Start::Position && opened.error().code != ENOENT)
+      fail(kFailed, "cannot start at position " + from + ": " + opened.error().message +
+                        "; use a position that tail printed, or --from beginning");
+    fail(opened.error());
+  }
+  return {std::move(opened).value(), since};
+}
+
+}  // namespace shmbus::cli
