@@ -8,7 +8,8 @@
 //
 // Rounds: SHMBUS_DAEMON_KILLS (200 by default; sanitizer builds run fewer;
 // a soak sets more); once with io_uring, once on the fallback path
-// (SHMBUS_SPILL_NO_IO_URING=1: pwrite and fdatasync).
+// (SHMBUS_SPILL_NO_IO_URING=1: pwrite and fdatasync). Then replay merge
+// under a producer, and a full disk (a tmpfs of the daemon's own).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,9 +26,11 @@
 #include <vector>
 
 #include "../unit/test_bus.hpp"
+#include "log/ring.hpp"
 #include "log/segment_reader.hpp"
 #include "message_check.hpp"
 #include "process.hpp"
+#include "shm/file.hpp"
 #include "shmbus/detail/frame.hpp"
 
 namespace shmbus {
@@ -66,12 +69,16 @@ class SpillingBus : public testing::TestBus {
     std::filesystem::remove_all(data_);
     testing::TestBus::TearDown();
   }
-  void start_daemon() {
+  // `prefix`: what runs shmbusd (a command that execs its arguments).
+  void start_daemon(std::vector<std::string> prefix = {}) {
     const char* d = std::getenv("SHMBUSD");
     ASSERT_NE(d, nullptr) << "SHMBUSD names the daemon to test with";
     ::unlink(sock_.c_str());  // a killed daemon leaves its socket behind
-    daemon_.emplace(std::vector<std::string>{d, "--foreground", "--bus", bus, "--socket", sock_,
-                                             "--config", config_, "--data-dir", data_ + "/data"});
+    for (std::string a : {std::string(d), std::string("--foreground"), std::string("--bus"),
+                          std::string(bus), std::string("--socket"), sock_, std::string("--config"),
+                          config_, std::string("--data-dir"), data_ + "/data"})
+      prefix.push_back(std::move(a));
+    daemon_.emplace(prefix);
     ASSERT_TRUE(daemon_->started());
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     struct stat st;
@@ -81,6 +88,41 @@ class SpillingBus : public testing::TestBus {
       std::this_thread::sleep_for(2ms);
     }
   }
+  // Walks the segment files in dir from their start (0) to `below` (or
+  // their end): the messages must be seq next_seq, next_seq + 1, ...,
+  // checksummed, with no gap; position: where the walk ended.
+  void read_files(const std::string& dir, std::uint64_t below, std::uint64_t& next_seq,
+                  std::uint64_t& position) {
+    auto r = log::SegmentReader::open(dir);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->start(), 0u);
+    position = 0;
+    while (position < below) {
+      auto b = r->next(below == ~std::uint64_t{0} ? 0 : below);
+      ASSERT_TRUE(b) << b.error().message;
+      if (!*b) break;
+      ASSERT_EQ((*b)->kind, log::BatchKind::Frames) << "a gap at " << (*b)->position;
+      ASSERT_EQ((*b)->position, position);
+      const auto& g = r->geometry();
+      std::uint64_t p = (*b)->position;
+      while (p < (*b)->end && p < below) {
+        auto* f = const_cast<std::byte*>((*b)->frames.data() + (p - (*b)->position));
+        const detail::FrameLook l = detail::look_at_frame<std::memory_order_relaxed>(
+            f, p, g.salt, g.ring_segment, g.alignment);
+        ASSERT_NE(l.next, 0u);
+        if (l.data()) {
+          testing::CheckHeader h;
+          ASSERT_TRUE(testing::check_message({f + detail::kFrameHeaderBytes, l.length}, h))
+              << "damaged message at " << p;
+          ASSERT_EQ(h.seq, next_seq) << "at " << p << (h.seq < next_seq ? ": duplicate" : ": lost");
+          ++next_seq;
+        }
+        p = l.next;
+      }
+      position = p;
+    }
+  }
+
   PartitionInfo::Spill spill() {
     auto info = Topic::describe(bus, "d");
     EXPECT_TRUE(info) << info.error().message;
@@ -188,33 +230,8 @@ TEST_P(DaemonKills, NothingReportedDurableIsLostOrDuplicated) {
   daemon_.reset();
 
   // The files: every message once, in order, checksummed, no gap.
-  auto r = log::SegmentReader::open(data_ + "/data/d/0");
-  ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->start(), 0u);
   std::uint64_t next_seq = 0, position = 0;
-  for (;;) {
-    auto b = r->next();
-    ASSERT_TRUE(b) << b.error().message;
-    if (!*b) break;
-    ASSERT_EQ((*b)->kind, log::BatchKind::Frames) << "a gap at " << (*b)->position;
-    ASSERT_EQ((*b)->position, position);
-    const auto& g = r->geometry();
-    for (std::uint64_t p = (*b)->position; p < (*b)->end;) {
-      auto* f = const_cast<std::byte*>((*b)->frames.data() + (p - (*b)->position));
-      const detail::FrameLook l = detail::look_at_frame<std::memory_order_relaxed>(
-          f, p, g.salt, g.ring_segment, g.alignment);
-      ASSERT_NE(l.next, 0u);
-      if (l.data()) {
-        testing::CheckHeader h;
-        ASSERT_TRUE(testing::check_message({f + detail::kFrameHeaderBytes, l.length}, h))
-            << "damaged message at " << p;
-        ASSERT_EQ(h.seq, next_seq) << "at " << p << (h.seq < next_seq ? ": duplicate" : ": lost");
-        ++next_seq;
-      }
-      p = l.next;
-    }
-    position = (*b)->end;
-  }
+  ASSERT_NO_FATAL_FAILURE(read_files(data_ + "/data/d/0", ~std::uint64_t{0}, next_seq, position));
   EXPECT_EQ(next_seq, published.load()) << "messages in the files vs published Ok";
   EXPECT_GE(position, end.durable);
   std::printf("%u daemon kills, %llu messages, %llu bytes on disk\n", rounds,
@@ -360,7 +377,128 @@ TEST_F(SpillingBus, ReplayMergeHandsOverToTheRingWithNoGapAndNoDuplicate) {
               static_cast<unsigned long long>(known.load()));
 }
 
+// A full disk. shmbusd runs in a mount namespace of its own (unshare(1))
+// whose data directory is a 3 MiB tmpfs (so nothing stays mounted whatever
+// happens, and the machine's disk never fills). A durable `block` topic is
+// published into until the files fill it: the partition's spiller stops
+// with ENOSPC, named in describe and in the daemon's log; wait_durable
+// says SpillFailed; the producers are held back (Full) instead of losing
+// anything; the daemon and its other topics go on. Nothing committed is
+// lost: the files hold every message up to `written` and the ring every
+// one after it, in order, checksummed, once.
+// Both spill paths (io_uring, and its pwrite fallback).
+class FullDisk : public DaemonKills {};
+
+TEST_P(FullDisk, HoldsProducersBackAndLosesNothingCommitted) {
+  if (Child({"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/true"}).wait(30s) !=
+      0)
+    GTEST_SKIP() << "cannot make a mount namespace here (unshare --mount needs CAP_SYS_ADMIN)";
+  const std::string log = data_ + "/shmbusd.log";
+  ASSERT_NO_FATAL_FAILURE(start_daemon(
+      {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+       "mkdir -p \"$0\" && mount -t tmpfs -o size=3m,mode=0750 shmbus-full \"$0\" && exec "
+       "\"$@\" 2>\"$0/../shmbusd.log\"",
+       data_ + "/data"}));
+  // The daemon's view of its data directory.
+  const std::string files = "/proc/" + std::to_string(daemon_->pid()) + "/root" + data_ + "/data";
+  TopicOptions o;
+  o.policy = Policy::Block;
+  o.exclusive_producer = true;
+  o.segment_bytes = 64 * 1024;
+  o.segment_count = 4;
+  o.durable = true;
+  o.fsync_interval_ms = 5;
+  ASSERT_TRUE(Topic::create(bus, "d", o));
+  ASSERT_TRUE(Topic::create(bus, "other", TopicOptions{}));
+
+  auto p = Producer::open(bus, "d");
+  ASSERT_TRUE(p) << p.error().message;
+  std::vector<std::byte> msg;
+  std::uint64_t published = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  // Until the spiller failed and the ring is full behind its cursor.
+  for (bool failed = false;;) {
+    testing::make_message(0, published, 400, msg);
+    const Status s = p->offer(msg);
+    if (s == Status::Ok) {
+      ++published;
+      continue;
+    }
+    ASSERT_EQ(s, Status::Full);
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the spiller never failed";
+    if (failed) break;
+    failed = spill().spill_errno != 0;
+    std::this_thread::sleep_for(1ms);
+  }
+  const PartitionInfo::Spill at = spill();
+  ASSERT_EQ(at.spill_errno, ENOSPC) << std::strerror(at.spill_errno);
+  EXPECT_GT(at.written, 2u << 20) << "the files filled most of the 3 MiB";
+  EXPECT_LE(at.durable, at.written);
+  EXPECT_EQ(p->wait_durable(5s), Status::SpillFailed);
+  // Still held back, long after.
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(p->offer(msg), Status::Full);
+  EXPECT_EQ(spill().written, at.written) << "the watermarks froze";
+
+  // The daemon lives, says why, and serves the other topics.
+  ASSERT_EQ(daemon_->wait(0ms), -1) << "shmbusd died";
+  std::ifstream in(log);
+  const std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(said.find("No space left on device"), std::string::npos) << said;
+  EXPECT_NE(said.find(data_ + "/data/d/0"), std::string::npos) << said;
+  {
+    auto op = Producer::open(bus, "other");
+    ASSERT_TRUE(op) << op.error().message;
+    ConsumerOptions co;
+    co.start = ConsumerOptions::Start::Earliest;
+    auto oc = Consumer::open(bus, "other", co);
+    ASSERT_TRUE(oc) << oc.error().message;
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(op->offer(testing::bytes("x")), Status::Ok);
+    int got = 0;
+    while (got < 100) {
+      const PollResult r = oc->poll_wait([&](const Message&) { ++got; }, 64, 10s);
+      ASSERT_EQ(r.status, Status::Ok);
+    }
+  }
+
+  // Nothing committed is lost: the files hold it to `written`, and the
+  // ring, which the spiller's cursor still guards, every frame after it.
+  // (A new consumer reads the ring from its oldest intact segment start
+  // only, which may lie past `written`: what lies between waits there for
+  // the spiller, after a restart with room on the disk.)
+  std::uint64_t next_seq = 0, position = 0;
+  ASSERT_NO_FATAL_FAILURE(read_files(files + "/d/0", at.written, next_seq, position));
+  ASSERT_EQ(position, at.written);
+  auto ring = log::Ring::open_observer(shm::bus_directory(bus), "d", 0);
+  ASSERT_TRUE(ring) << ring.error().message;
+  const std::uint64_t tail = ring->tail().load(std::memory_order_acquire);
+  ASSERT_LE(tail - at.written, ring->capacity());
+  for (std::uint64_t q = at.written; q < tail;) {
+    const detail::FrameLook l = ring->look(q);
+    ASSERT_NE(l.next, 0u) << "no settled frame at " << q;
+    if (l.data()) {
+      testing::CheckHeader h;
+      ASSERT_TRUE(testing::check_message(
+          {reinterpret_cast<const std::byte*>(ring->frame_at(q)) + detail::kFrameHeaderBytes,
+           l.length},
+          h))
+          << "damaged message at " << q;
+      ASSERT_EQ(h.seq, next_seq) << "at " << q;
+      ++next_seq;
+    }
+    q = l.next;
+  }
+  EXPECT_EQ(next_seq, published) << "every message the producer saw Ok for";
+  EXPECT_EQ(ring->tail().load(), tail) << "nobody wrote past the spiller's cursor";
+  std::printf("disk full after %llu messages: %llu bytes in the files, %llu in the ring\n",
+              static_cast<unsigned long long>(published),
+              static_cast<unsigned long long>(at.written),
+              static_cast<unsigned long long>(tail - at.written));
+}
+
 INSTANTIATE_TEST_SUITE_P(Spill, DaemonKills, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "pwrite" : "io_uring"; });
+INSTANTIATE_TEST_SUITE_P(Spill, FullDisk, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "pwrite" : "io_uring"; });
 
 }  // namespace
