@@ -3,6 +3,9 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <cstring>
+
+#include "util.hpp"
 
 namespace shmbus::cli {
 
@@ -44,6 +47,27 @@ nlohmann::json consumer_json(const PartitionInfo& p, std::size_t k) {
           {"name", name.empty() ? nlohmann::json(nullptr) : nlohmann::json(name)},
           {"position", p.consumer_positions[k]},
           {"lag", lag(p, k)}};
+}
+
+nlohmann::json spill_json(const PartitionInfo::Spill& w) {
+  return {{"committed", w.committed},
+          {"written", w.written},
+          {"durable", w.durable},
+          {"disk_start", w.disk_start},
+          {"error", w.spill_errno == 0 ? "" : std::strerror(w.spill_errno)}};
+}
+
+// A durable partition's spiller: how far behind the tail, or why it stopped.
+std::string spill_text(const PartitionInfo& p, Policy policy) {
+  const PartitionInfo::Spill& w = p.spill;
+  const std::string marks = "written " + std::to_string(w.written) + ", durable " +
+                            std::to_string(w.durable) + ", on disk from " +
+                            std::to_string(w.disk_start);
+  if (w.spill_errno != 0)
+    return "spill FAILED: " + std::string(std::strerror(w.spill_errno)) + " (" + marks + "); " +
+           (policy == Policy::Block ? "producers are held back" : "nothing more is recorded") +
+           " until shmbusd is restarted with the cause fixed";
+  return "spill " + marks + ", " + human_bytes(double(p.tail - w.written)) + " behind the tail";
 }
 
 }  // namespace shmbus::cli

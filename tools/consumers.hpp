@@ -1,6 +1,7 @@
 // tools/consumers.hpp — how describe and stat show a partition's cursors:
 // anonymous consumers by pid, named cursors by name (held by a pid, or
-// parked: nobody holds it, and on a block topic it still holds producers back).
+// parked: nobody holds it, and on a block topic it still holds producers back),
+// and a durable partition's spiller watermarks.
 #pragma once
 
 #include <cstddef>
@@ -18,5 +19,9 @@ bool pid_alive(std::uint32_t pid);
 std::string consumer_text(const PartitionInfo& p, std::size_t k, Policy policy);
 // The k-th cursor of p: pid, alive, name (null when anonymous), position, lag.
 nlohmann::json consumer_json(const PartitionInfo& p, std::size_t k);
+// committed, written, durable, disk_start, error ("" when none).
+nlohmann::json spill_json(const PartitionInfo::Spill& w);
+// The spiller in one line: its watermarks and lag, or why it stopped.
+std::string spill_text(const PartitionInfo& p, Policy policy);
 
 }  // namespace shmbus::cli

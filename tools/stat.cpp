@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -165,6 +166,7 @@ std::string render_text(const Context& ctx, const Snapshot& now, const std::vect
                   static_cast<unsigned long long>(r.now->tail), msgs, rate.c_str(), fill,
                   pids.empty() ? "-" : pids.c_str());
     s += line;
+    if (o.durable) s += std::string(26, ' ') + spill_text(*r.now, o.policy) + "\n";
     for (std::size_t k = 0; k < r.now->consumer_positions.size(); ++k)
       s += std::string(26, ' ') + consumer_text(*r.now, k, o.policy) + "\n";
   }
@@ -186,6 +188,7 @@ std::string render_json(const Context& ctx, const Snapshot& now, const std::vect
                      {"bytes_per_s", r.bytes_per_s ? json(*r.bytes_per_s) : json(nullptr)},
                      {"fill", r.fill ? json(*r.fill) : json(nullptr)},
                      {"producer_pids", r.now->producer_pids},
+                     {"spill", r.info->options.durable ? spill_json(r.now->spill) : json(nullptr)},
                      {"consumers", consumers}});
   }
   json j = {{"bus", ctx.bus},

@@ -48,14 +48,6 @@ json options_json(const TopicInfo& info) {
           {"fsync_interval_ms", o.fsync_interval_ms}};
 }
 
-json spill_json(const PartitionInfo::Spill& w) {
-  return {{"committed", w.committed},
-          {"written", w.written},
-          {"durable", w.durable},
-          {"disk_start", w.disk_start},
-          {"error", w.spill_errno == 0 ? "" : std::strerror(w.spill_errno)}};
-}
-
 std::string geometry(const TopicOptions& o) {
   return std::to_string(o.segment_count) + " x " + human_bytes(double(o.segment_bytes)) + " = " +
          human_bytes(double(o.segment_bytes * o.segment_count));

@@ -446,6 +446,19 @@ TEST_P(FullDisk, HoldsProducersBackAndLosesNothingCommitted) {
   const std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(said.find("No space left on device"), std::string::npos) << said;
   EXPECT_NE(said.find(data_ + "/data/d/0"), std::string::npos) << said;
+  {  // shmbus stat says so too
+    const char* tool = std::getenv("SHMBUS_TOOL");
+    ASSERT_NE(tool, nullptr) << "SHMBUS_TOOL names the shmbus tool to test with";
+    const std::string cmd = std::string(tool) + " --bus " + bus + " stat d --once --interval 10ms";
+    std::FILE* out = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(out, nullptr);
+    std::string table;
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, out)) table.append(buf, n);
+    EXPECT_EQ(::pclose(out), 0) << cmd;
+    EXPECT_NE(table.find("spill FAILED: No space left on device"), std::string::npos) << table;
+    EXPECT_NE(table.find("producers are held back"), std::string::npos) << table;
+  }
   {
     auto op = Producer::open(bus, "other");
     ASSERT_TRUE(op) << op.error().message;
