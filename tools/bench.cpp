@@ -97,6 +97,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
   bench::BenchTopics topics(ctx.bus);
   TopicOptions topic = bench::latency_topic();
   topic.policy = o.policy == "overwrite" ? Policy::Overwrite : Policy::Block;
+  topic.durable = o.durable;  // recorded by shmbusd's spiller while measured
 
   bench::SharedMemory errors_mem(sizeof(bench::ProcessErrors));
   auto* errors = new (errors_mem.data()) bench::ProcessErrors{};
@@ -175,6 +176,7 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
     j["cpus"] = o.cpus;
     j["wait"] = o.wait;
     j["policy"] = o.policy;
+    j["durable"] = o.durable;
     j["rate"] = o.rate;
     j["warmup"] = warmup;
     j["clock"] = bench::kClockName;
@@ -196,9 +198,10 @@ void run_bench(const Context& ctx, const BenchOptions& o) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("shmbus bench: %s, %s; CPUs %d,%d; wait %s; policy %s; %s\n",
+  std::printf("shmbus bench: %s, %s; CPUs %d,%d; wait %s; policy %s%s; %s\n",
               rtt ? "round trip (ping-pong)" : "one-way", rate_text.c_str(), cpus.a, cpus.b,
-              o.wait.c_str(), o.policy.c_str(), where.c_str());
+              o.wait.c_str(), o.policy.c_str(), o.durable ? ", durable (spilled)" : "",
+              where.c_str());
   std::printf("latency in ns%s; warm-up %llu per size\n",
               o.rate > 0 ? ", from each message's intended send time" : "",
               static_cast<unsigned long long>(warmup));

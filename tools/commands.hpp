@@ -129,6 +129,7 @@ struct BenchOptions {
   std::vector<int> cpus{0, 1};
   std::string wait = "spin";     // spin | yield | futex
   std::string policy = "block";  // block | overwrite
+  bool durable = false;          // the topics spilled by shmbusd while measured
   double rate = 0;               // messages (round trips) per second; 0: back-to-back
   std::uint64_t messages = 100'000;
   std::string duration;  // instead of messages

@@ -398,6 +398,9 @@ void add_bench(CLI::App& app, Context& ctx) {
   b->add_option("--policy", o->policy, "The topics' policy: block or overwrite")
       ->check(CLI::IsMember({"block", "overwrite"}))
       ->capture_default_str();
+  b->add_flag("--durable", o->durable,
+              "Durable topics: shmbusd's spiller records them while they are measured (the "
+              "live path with spilling on; needs shmbusd)");
   b->add_option("--rate", o->rate,
                 "Offered rate, messages (round trips) per second; each is measured from its "
                 "intended send time, so a stall also counts against the messages queued behind "
