@@ -229,8 +229,10 @@ int main(int argc, char** argv) {
   std::printf("fio read, io_uring qd 4, 1 MiB, buffered: %8.1f MB/s  ratio %.2f\n", fio_read,
               fio_read > 0 ? read_mb / fio_read : 0);
   if (paced != 0)
-    std::printf("paced replay from the files (shmbus replay), %llu x 64 B recorded at %llu/s:\n",
-                static_cast<unsigned long long>(paced), static_cast<unsigned long long>(rate));
+    std::printf(
+        "paced replay from the files (shmbus replay), %llu x 40 B (64 B frames) recorded at "
+        "%llu/s:\n",
+        static_cast<unsigned long long>(paced), static_cast<unsigned long long>(rate));
   for (const auto& j : pacing) {
     const auto& p = j["paced"];
     const auto& l = p["lateness_us"];

@@ -67,7 +67,8 @@ std::string spill_text(const PartitionInfo& p, Policy policy) {
     return "spill FAILED: " + std::string(std::strerror(w.spill_errno)) + " (" + marks + "); " +
            (policy == Policy::Block ? "producers are held back" : "nothing more is recorded") +
            " until shmbusd is restarted with the cause fixed";
-  return "spill " + marks + ", " + human_bytes(double(p.tail - w.written)) + " behind the tail";
+  return "spill " + marks + ", " +
+         human_bytes(double(p.tail > w.written ? p.tail - w.written : 0)) + " behind the tail";
 }
 
 }  // namespace shmbus::cli

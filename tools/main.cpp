@@ -112,6 +112,18 @@ CLI::Validator from_check() {
       "WHERE");
 }
 
+// replay --to: end, a position or a time.
+CLI::Validator to_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        if (s == "end" || parse_u64(s)) return std::string();
+        std::string why;
+        if (!parse_time(s, 0, &why)) return why + ", or end, a position";
+        return std::string();
+      },
+      "WHERE");
+}
+
 CLI::Validator header_check() {
   return CLI::Validator(
       [](std::string& s) {
@@ -304,15 +316,22 @@ void add_replay(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   r->add_option("--to", o->to,
                 "End of the range (not replayed): end (the tail when replay starts), a "
-                "POSITION, or a TIME (the first message stamped at or after it)")
-      ->check(from_check())
+                "POSITION, or a TIME (the first message stamped at or after it; unstamped messages "
+                "never end it); at the latest the tail when replay starts")
+      ->check(to_check())
       ->capture_default_str();
   r->add_option("--into", o->into, "Topic to publish into")->required();
   r->add_option("--into-partition", o->into_partition, "Its partition")->capture_default_str();
   r->add_option("--speed", o->speed,
                 "Pace by the recorded timestamps: 1 = real time, 10 = ten times faster, 0.5 = "
                 "half speed; 0 = as fast as possible")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            const double f = std::strtod(v.c_str(), nullptr);
+            return f == 0 || (f >= 0.001 && f <= 1e6) ? std::string()
+                                                      : std::string("0, or 0.001 to 1000000");
+          },
+          "F"))
       ->capture_default_str();
   r->add_option("-n,--count", o->count, "Stop after N messages (0: no limit)")
       ->capture_default_str();

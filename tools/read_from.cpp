@@ -25,7 +25,7 @@ ReadFrom open_from(const Context& ctx, const std::string& topic, ConsumerOptions
   if (!opened) {
     if (co.start == ConsumerOptions::Start::Position && opened.error().code != ENOENT)
       fail(kFailed, "cannot start at position " + from + ": " + opened.error().message +
-                        "; use a position that tail printed, or --from beginning");
+                        "; use a message's position (tail prints them), or --from beginning");
     fail(opened.error());
   }
   return {std::move(opened).value(), since};

@@ -7,10 +7,11 @@
 // time is computed from the anchor, never from the previous send, so a late
 // send never delays the ones after it and no error adds up over a long
 // replay. The wait is clock_nanosleep(TIMER_ABSTIME) to kSpinNs before the
-// due time (a timer wake-up is late by tens of µs here), then a spin on the
-// clock. Stamps that go backwards (two producers' clocks) are due at the
-// highest stamp seen so far; unstamped messages (0) likewise.
+// due time (a timer wake-up comes late), then a spin on the clock. Stamps that go backwards (two
+// producers' clocks) are due at the highest stamp seen so far; unstamped messages (0) likewise.
 #include <time.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstdio>
@@ -39,10 +40,10 @@ class Pacer {
   explicit Pacer(double speed) : speed_(speed) {}
 
   // Waits until a message stamped `stamp` is due (at once when unpaced or
-  // on the first message); returns its due time. `now`: a clock reading
-  // taken since the last wait (the last send's), so that a replay running
-  // behind its schedule reads the clock once per message, not twice (a
-  // vDSO read costs ~45 ns here).
+  // on the first message), or a stop is requested; returns its due time.
+  // `now`: a clock reading taken since the last wait (the last send's), so
+  // that a replay running behind its schedule reads the clock once per
+  // message, not twice.
   std::int64_t wait(std::int64_t stamp, std::int64_t now) {
     if (speed_ <= 0) return 0;
     if (first_stamp_ == 0) {
@@ -52,17 +53,19 @@ class Pacer {
       return anchor_;
     }
     high_stamp_ = std::max(high_stamp_, stamp);
-    const std::int64_t due =
-        anchor_ +
-        static_cast<std::int64_t>(static_cast<double>(high_stamp_ - first_stamp_) / speed_);
+    // In doubles: stamps come from shared memory, and any two may be far apart.
+    const double ahead =
+        (static_cast<double>(high_stamp_) - static_cast<double>(first_stamp_)) / speed_;
+    const std::int64_t due = anchor_ + static_cast<std::int64_t>(std::min(ahead, 1e17));
     if (due <= now) return due;
     now = mono_ns();
     if (due - now > kSpinNs) {
       const std::int64_t wake = due - kSpinNs;
       const timespec at{static_cast<time_t>(wake / 1'000'000'000LL),
                         static_cast<long>(wake % 1'000'000'000LL)};
-      // EINTR (a stop request) falls through to the spin, which checks it.
-      ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr);
+      while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) == EINTR &&
+             !stop_requested()) {
+      }
     }
     while (mono_ns() < due && !stop_requested()) {
     }
@@ -97,18 +100,24 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
          "--into names the partition being replayed; replay into another topic or "
          "partition");
 
-  // Where the range ends: a position, the first message stamped at or after
-  // a time, or the tail as it is now.
-  std::uint64_t to_position = ~std::uint64_t{0};
+  // Where the range ends: a position, or the first message stamped at or
+  // after a time, and at the latest the tail as it is now (replay never
+  // waits for messages not yet published).
+  const std::uint64_t tail = info.partitions[o.partition].tail;
+  std::uint64_t to_position = tail;
   std::optional<std::int64_t> to_time;
-  if (o.to == "end") {
-    to_position = info.partitions[o.partition].tail;
-  } else if (auto pos = parse_u64(o.to)) {
-    to_position = *pos;
-  } else {
-    std::string why;
-    to_time = parse_time(o.to, now_ns(), &why);
+  const std::int64_t wall = now_ns();
+  std::string why;
+  if (auto pos = parse_u64(o.to)) {
+    to_position = std::min(*pos, tail);
+    if (auto from = parse_u64(o.from); from && *pos <= *from)
+      fail(kUsage, "--to " + o.to + " is not after --from " + o.from);
+  } else if (o.to != "end") {
+    to_time = parse_time(o.to, wall, &why);
     if (!to_time) fail(kUsage, "--to: " + why);
+    if (o.from != "beginning" && !parse_u64(o.from))
+      if (auto from = parse_time(o.from, wall, &why); from && *to_time <= *from)
+        fail(kUsage, "--to " + o.to + " is not after --from " + o.from);
   }
 
   ConsumerOptions co;
@@ -140,8 +149,7 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
       if (m.timestamp_ns < *start.since) return;
       start.since.reset();
     }
-    if (m.position >= to_position || (to_time && m.timestamp_ns >= *to_time) ||
-        (o.count != 0 && sent >= o.count)) {
+    if (m.position >= to_position || (to_time && m.timestamp_ns >= *to_time)) {
       done = true;
       range_end = m.position;
       return;
@@ -150,6 +158,11 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
     for (Property p : m.properties) props.push_back(p);
     const bool plain = m.key.empty() && props.empty();
     const std::int64_t due = pacer.wait(m.timestamp_ns, last_send);
+    if (stop_requested()) {  // interrupted while waiting: not sent
+      done = true;
+      range_end = m.position;
+      return;
+    }
     std::int64_t deadline = 0;  // taken at the first Full
     for (;;) {
       const Status s = plain ? dest.offer(m.payload) : dest.offer(m.payload, m.key, props);
@@ -158,8 +171,13 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
         fail(kFailed, "publishing into topic '" + o.into + "' failed: " + to_string(s) +
                           " at the message at position " + std::to_string(m.position) + "; " +
                           std::to_string(sent) + " message(s) were replayed before it");
+      if (stop_requested())
+        fail(kFailed, "interrupted while topic '" + o.into + "' was full; " + std::to_string(sent) +
+                          " message(s) were replayed, up to position " +
+                          std::to_string(m.position) + ": go on with --from " +
+                          std::to_string(m.position));
       if (deadline == 0) deadline = mono_ns() + full_timeout.count();
-      if (mono_ns() >= deadline || stop_requested())
+      if (mono_ns() >= deadline)
         fail(kFailed, "topic '" + o.into + "' partition " + std::to_string(o.into_partition) +
                           " stayed full for " + o.timeout + " (a slow consumer there); " +
                           std::to_string(sent) + " message(s) were replayed, up to position " +
@@ -173,21 +191,41 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
       first_position = m.position;
       first_send = pacer.paced() ? pacer.anchor() : now;  // paced: the anchor, just before
     }
-    if (pacer.paced() && sent > 0) lateness.record(static_cast<std::uint64_t>(now - due));
+    if (pacer.paced() && sent > 0)
+      lateness.record(static_cast<std::uint64_t>(std::max<std::int64_t>(now - due, 0)));
     last_send = now;
     last_due = due;
     ++sent;
     bytes += m.payload.size();
+    if (o.count != 0 && sent >= o.count) done = true;  // range_end: the consumer's position
   };
 
+  // Below the tail at the start every frame was claimed before replay
+  // began, so one that stays uncommitted means --from is not a frame start
+  // or a live producer stopped mid-write (as tail says).
+  constexpr auto kStuck = std::chrono::seconds(2);
+  auto last_progress = std::chrono::steady_clock::now();
+  std::uint64_t last_position = consumer.position();
   while (!done && !stop_requested()) {
     if (consumer.position() >= to_position) break;
     const std::uint64_t sent_before = sent;
-    const PollResult r = consumer.poll_wait(handler, 1024, std::chrono::milliseconds(200));
+    const auto max = static_cast<std::uint32_t>(
+        o.count == 0 ? 1024 : std::min<std::uint64_t>(1024, o.count - sent));
+    const PollResult r = consumer.poll_wait(handler, max, std::chrono::milliseconds(200));
     if (!pacer.paced() && sent > sent_before) last_send = mono_ns();
+    if (consumer.position() != last_position) {
+      last_position = consumer.position();
+      last_progress = std::chrono::steady_clock::now();
+    }
     switch (r.status) {
       case Status::Ok:
+        break;
       case Status::Timeout:
+        if (std::chrono::steady_clock::now() - last_progress >= kStuck)
+          fail(kFailed, where + ": nothing is committed at position " +
+                            std::to_string(last_position) + " although the tail is past it: " +
+                            "--from is not a message's position, or a live producer is still " +
+                            "writing it (stopped, or in a debugger?)");
         break;
       case Status::Lagged: {
         const LostRange l = consumer.lost();
@@ -208,10 +246,15 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
                           std::to_string(sent) + " message(s) were replayed");
     }
   }
-  if (!done) range_end = consumer.position();
+  if (!done || (o.count != 0 && sent >= o.count)) range_end = consumer.position();
   if (sent == 0) first_position = range_end;
   if (stop_requested())
     std::fprintf(stderr, "shmbus: interrupted; the report covers what was replayed\n");
+  if (o.speed > 0 && sent > 0 && !pacer.paced())
+    std::fprintf(stderr,
+                 "shmbus: %s: no message replayed carries a timestamp (their producers opened "
+                 "with timestamps = false), so nothing could be paced: replayed at full speed\n",
+                 where.c_str());
 
   // Achieved speed and drift compare the last send with the anchor: how much
   // recorded time the replay covered, and how far its end was from due.

@@ -5,7 +5,8 @@
 // partition logs in it. When shmbusd runs for the bus, create and remove are
 // requests to it (it checks the caller's rights and records the topic);
 // without a daemon, a process that may write the bus directory does them
-// itself. describe reads the files directly.
+// itself (but for a durable topic, which needs the daemon's spiller).
+// describe reads the files directly.
 #pragma once
 
 #include <cstdint>

@@ -829,3 +829,39 @@ def test_replay_of_a_durable_topic_reads_history_from_its_files(env, request):
     rep = replay(env, "t", "--into", "d")
     assert (rep["messages"], rep["from"], rep["lost_bytes"]) == (2000, 0, 0)
     assert [m["payload"] for m in tail_json(env, "d")] == [f"m{i}" for i in range(2000)]
+
+
+def test_replay_ends_at_the_tail_and_refuses_an_empty_range(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "topic", "create", "d", "--segment-bytes", "4096", "--segments", "8")
+    run(env, "publish", "t", "a", "b", "c")
+    msgs = tail_json(env, "t")
+    tail = describe(env, "t")["partition_state"][0]["tail"]
+    # Past the tail, or a time no message has reached yet: the tail as it was.
+    assert (replay(env, "t", "--into", "d", "--to", str(10**12))["to"], 3) == (tail, 3)
+    for to in ("2100-01-01", "now"):
+        rep = replay(env, "t", "--into", "d", "--to", to)
+        assert (rep["messages"], rep["to"]) == (3, tail)
+    rep = replay(env, "t", "--into", "d", "--to", "2100-01-01", "-n", "1")
+    assert (rep["messages"], rep["to"]) == (1, msgs[1]["position"])
+    p = run(env, "replay", "t", "--into", "d", "--from", str(msgs[2]["position"]), "--to",
+            str(msgs[1]["position"]), expect=2)
+    assert b"is not after --from" in p.stderr
+    run(env, "replay", "t", "--into", "d", "--to", "beginning", expect=2)
+
+
+def test_replay_from_inside_a_frame_says_so(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "topic", "create", "d", "--segment-bytes", "4096")
+    run(env, "publish", "t", "x" * 300)  # one frame over several alignment units
+    p = run(env, "replay", "t", "--into", "d", "--from", "64", expect=1)
+    assert b"not a frame boundary: the frame at 0 spans it" in p.stderr
+
+
+def test_replay_of_unstamped_messages_with_a_speed_says_it_cannot_pace(env):
+    run(env, "topic", "create", "t", "--segment-bytes", "4096")
+    run(env, "topic", "create", "d", "--segment-bytes", "4096")
+    run(env, "publish", "t", "--no-timestamp", "a", "b")
+    p = run(env, "replay", "t", "--into", "d", "--speed", "1", "--json")
+    assert json.loads(p.stdout)["messages"] == 2 and "paced" not in json.loads(p.stdout)
+    assert b"nothing could be paced" in p.stderr
