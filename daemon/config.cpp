@@ -134,7 +134,8 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
   r.only(t, prefix,
          {"name", "partitions", "segment_bytes", "segments", "policy", "alignment", "numa_node",
           "max_producers", "max_consumers", "exclusive_producer", "hung_producer_timeout_ms",
-          "slow_consumer_timeout_ms", "durable", "fsync", "fsync_interval_ms", "acl"});
+          "slow_consumer_timeout_ms", "durable", "fsync", "fsync_interval_ms", "retention_bytes",
+          "retention_ms", "acl"});
   TopicConfig c;
   const auto* name = t.get("name");
   if (name == nullptr) r.fail(t.source(), prefix + "name", "missing (every topic needs a name)");
@@ -195,6 +196,12 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
   if (auto n = t.get("fsync_interval_ms"))
     o.fsync_interval_ms =
         static_cast<std::uint32_t>(r.integer(*n, prefix + "fsync_interval_ms", 1, 60000));
+  if (auto n = t.get("retention_bytes"))
+    o.retention_bytes =
+        static_cast<std::uint64_t>(r.integer(*n, prefix + "retention_bytes", 0, 1ll << 60));
+  if (auto n = t.get("retention_ms"))
+    o.retention_ms =
+        static_cast<std::uint64_t>(r.integer(*n, prefix + "retention_ms", 0, 1ll << 50));
   if (auto n = t.get("numa_node")) {
     c.numa_node = static_cast<int>(r.integer(*n, prefix + "numa_node", -1, 4095));
     if (c.numa_node >= 0) o.placement = {Placement::Kind::Node, c.numa_node};
@@ -241,6 +248,8 @@ std::optional<std::string> check_topic(const TopicOptions& o, const control::Acl
   if (o.durable && o.fsync == Fsync::Interval &&
       (o.fsync_interval_ms < 1 || o.fsync_interval_ms > 60000))
     return "fsync_interval_ms: must be 1..60000";
+  if (!o.durable && (o.retention_bytes != 0 || o.retention_ms != 0))
+    return "retention_bytes, retention_ms: only for a durable topic (its segment files)";
   // Each factor is bounded above (2^30, 2^10, 2^10): the product fits in 64 bits.
   const std::uint64_t total = o.segment_bytes * o.segment_count * o.partitions;
   if (total > max_topic_bytes)
@@ -271,7 +280,8 @@ Result<Config> load_config(const std::string& path) {
       throw ConfigError(path + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
                         ": (syntax): " + std::string(e.description()));
     }
-    r.only(root, "", {"bus", "socket", "data_dir", "max_topic_bytes", "spill_file_bytes", "topics"});
+    r.only(root, "",
+           {"bus", "socket", "data_dir", "max_topic_bytes", "spill_file_bytes", "topics"});
     if (auto n = root.get("bus")) {
       c.bus = r.string(*n, "bus");
       if (auto ok = shm::check_name("bus", c.bus); !ok)

@@ -27,6 +27,8 @@
 //   durable = false           # record every frame in segment files (the spiller)
 //   fsync = "interval"        # "never" | "interval" | "always"
 //   fsync_interval_ms = 100   # with "interval": 1..60000
+//   retention_bytes = 0       # durable: delete the oldest segment files past this; 0 = no limit
+//   retention_ms = 0          # durable: ... and those last written longer ago; 0 = no limit
 //   [topics.acl]
 //   owner = "root"            # user name or uid
 //   group = "root"            # group name or gid

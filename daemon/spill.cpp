@@ -20,6 +20,7 @@
 #include "log/ring.hpp"
 #include "log/segment_log.hpp"
 #include "server.hpp"
+#include "shm/clock.hpp"
 
 namespace shmbus::daemon {
 
@@ -45,6 +46,7 @@ namespace {
 constexpr std::size_t kStagingBytes = 1u << 20;  // a write, unless one frame is larger
 constexpr std::size_t kDepth = 4;                // writes in flight per partition
 constexpr auto kCheckpointPeriod = 1s;
+constexpr auto kRetentionPeriod = 1s;  // how often a partition's files are held to its retention
 constexpr auto kAbandonWait = 1ms;
 constexpr auto kLongestIdle = 1ms;
 constexpr unsigned kUringEntries = 256;
@@ -106,7 +108,8 @@ struct Partition {
   bool sync_in_flight = false;
   std::uint64_t sync_for = 0;
   log::SegmentLog::Mark sync_mark;
-  Clock::time_point last_sync{}, last_checkpoint{};
+  Clock::time_point last_sync{}, last_checkpoint{}, last_retention{};
+  log::RetentionConfig retention{};
   int failed = 0;
   bool closing = false;
   bool remove_files = false;
@@ -147,6 +150,7 @@ class Spiller {
       const bool stopping = take_commands();
       bool worked = false;
       for (auto& p : parts_) worked |= pump(*p);
+      for (auto& p : parts_) retain(*p);
       if (have_uring_ && in_flight_ > 0) {
         ::io_uring_submit(&uring_);
         reap(worked ? 0us : 200us);
@@ -239,6 +243,7 @@ class Spiller {
     if (d.durable == 0) return;
     p->fsync = static_cast<Fsync>(d.fsync);
     p->interval = std::chrono::milliseconds(d.fsync_interval_ms);
+    p->retention = r.retention();
     const std::uint64_t t0 = r.tail().load(std::memory_order_acquire);
     auto held = log::hold_named(r, log::kSpillCursor, r.oldest_intact(t0));
     if (!held)
@@ -587,6 +592,30 @@ class Spiller {
     ::io_uring_sqe_set_data(sqe, &p.sync_op);
     ++in_flight_;
     ++p.ops_in_flight;
+  }
+
+  // Retention (TopicOptions::retention_bytes, retention_ms): whole files,
+  // oldest first (SegmentLog::remove_old). A failure to remove is logged,
+  // never fatal: nothing is lost by keeping a file.
+  void retain(Partition& p) {
+    if (p.failed != 0 || !p.files || (p.retention.bytes == 0 && p.retention.ms == 0)) return;
+    const auto now = Clock::now();
+    if (now - p.last_retention < kRetentionPeriod) return;
+    p.last_retention = now;
+    const std::int64_t older_than =
+        p.retention.ms == 0
+            ? 0
+            : shm::realtime_ns() -
+                  static_cast<std::int64_t>(std::min<std::uint64_t>(p.retention.ms, 1ull << 50)) *
+                      1'000'000;
+    auto removed = p.files->remove_old(p.retention.bytes, older_than);
+    if (!removed)
+      return logf("warning", "spill: " + p.what + ": retention: " + removed.error().message);
+    if (removed->files == 0) return;
+    atomic(p.spill().disk_start).store(p.files->start(), std::memory_order_release);
+    logf("info", "spill: " + p.what + ": retention removed " + std::to_string(removed->files) +
+                     " segment file(s), " + std::to_string(removed->bytes) +
+                     " bytes; on disk from " + std::to_string(p.files->start()));
   }
 
   void sync_done(Partition& p, int res) {

@@ -31,6 +31,8 @@ struct TopicCreateOptions {
   bool durable = false;
   std::string fsync = "interval";
   std::uint32_t fsync_interval_ms = 100;
+  std::string retention_bytes = "0";  // a size; 0: no limit
+  std::string retention_time = "0";   // a duration; 0: no limit
   std::string mode = "0640";
   bool huge_pages = false;
   bool lock = false;

@@ -79,6 +79,15 @@ CLI::Validator segment_size_check() {
       "SIZE");
 }
 
+CLI::Validator size_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        std::string why;
+        return parse_size(s, &why) ? std::string() : why;
+      },
+      "SIZE");
+}
+
 CLI::Validator name_check(const char* what) {
   return CLI::Validator(
       [what](std::string& s) {
@@ -199,6 +208,16 @@ void add_topic(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   c->add_option("--fsync-interval", create->fsync_interval_ms, "ms between fdatasyncs (interval)")
       ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  c->add_option("--retention-bytes", create->retention_bytes,
+                "Durable: delete the oldest segment files while they hold more than SIZE (0: no "
+                "limit)")
+      ->check(size_check())
+      ->capture_default_str();
+  c->add_option("--retention-time", create->retention_time,
+                "Durable: delete segment files last written longer ago than DURATION (0: no "
+                "limit)")
+      ->check(duration_check())
       ->capture_default_str();
   c->add_option("--mode", create->mode, "File mode of the topic's files (octal)")
       ->check(mode_check())

@@ -45,7 +45,9 @@ json options_json(const TopicInfo& info) {
           {"slow_consumer_timeout_ms", o.slow_consumer_timeout_ms},
           {"durable", o.durable},
           {"fsync", fsync_name(o.fsync)},
-          {"fsync_interval_ms", o.fsync_interval_ms}};
+          {"fsync_interval_ms", o.fsync_interval_ms},
+          {"retention_bytes", o.retention_bytes},
+          {"retention_ms", o.retention_ms}};
 }
 
 std::string geometry(const TopicOptions& o) {
@@ -72,6 +74,10 @@ void run_topic_create(const Context& ctx, const TopicCreateOptions& c) {
             : c.fsync == "always" ? Fsync::Always
                                   : Fsync::Interval;
   o.fsync_interval_ms = c.fsync_interval_ms;
+  o.retention_bytes = *parse_size(c.retention_bytes, nullptr);  // checked by the command line
+  o.retention_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  *parse_duration(c.retention_time, nullptr))
+                                                  .count());
   o.huge_pages = c.huge_pages;
   o.lock_memory = c.lock;
   o.mode = static_cast<mode_t>(std::stoul(c.mode, nullptr, 8));
@@ -187,6 +193,15 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
          (t.fsync == Fsync::Interval ? " every " + std::to_string(t.fsync_interval_ms) + " ms"
                                      : std::string()) +
          " (by shmbusd)\n";
+  if (t.durable)
+    s += "retention      " +
+         (t.retention_bytes == 0 && t.retention_ms == 0
+              ? std::string("everything (no limit)")
+              : (t.retention_bytes != 0 ? human_bytes(double(t.retention_bytes)) + " of files"
+                                        : std::string("")) +
+                    (t.retention_bytes != 0 && t.retention_ms != 0 ? ", " : "") +
+                    (t.retention_ms != 0 ? std::to_string(t.retention_ms) + " ms" : "")) +
+         "\n";
   s += "mode           " + mode_of(ctx, info.name) + "\n";
   for (std::size_t i = 0; i < info.partitions.size(); ++i) {
     const PartitionInfo& p = info.partitions[i];

@@ -67,6 +67,13 @@ struct TopicOptions {
   bool durable = false;
   Fsync fsync = Fsync::Interval;
   std::uint32_t fsync_interval_ms = 100;  // with Fsync::Interval: 1..60000
+  // Retention of a durable topic's segment files (Kafka's retention.bytes
+  // and retention.ms), 0: no limit. The spiller deletes whole segment files,
+  // oldest first, never the one it writes: while the files hold more than
+  // retention_bytes, or while the oldest was last written to more than
+  // retention_ms ago. A reader with a file open reads it to its end.
+  std::uint64_t retention_bytes = 0;
+  std::uint64_t retention_ms = 0;
 };
 
 struct ProducerOptions {

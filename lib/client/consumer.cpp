@@ -283,6 +283,14 @@ struct Consumer::Impl {
         }
         auto next = disk->next(atomic(ring.spill().written).load(std::memory_order_acquire));
         if (!next) {
+          // Retention removed the file we were to read next: what it held
+          // is lost to us, as a lap loses it; on from the oldest file.
+          const std::uint64_t from = position, oldest = disk->start();
+          if (next.error().code == ERANGE && oldest > from && to_disk(oldest)) {
+            lost = {from, oldest};
+            r.status = Status::Lagged;
+            break;
+          }
           r.status = Status::Corrupt;
           disk_error = next.error();
           break;

@@ -113,6 +113,8 @@ Result<TopicInfo> Topic::describe(std::string_view bus, std::string_view topic) 
       if (info.options.durable) {
         info.options.fsync = static_cast<Fsync>(d.fsync);
         info.options.fsync_interval_ms = d.fsync_interval_ms;
+        info.options.retention_bytes = r.retention().bytes;
+        info.options.retention_ms = r.retention().ms;
       }
     }
     PartitionInfo part;

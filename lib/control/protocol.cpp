@@ -105,6 +105,8 @@ void put_options(Writer& w, const TopicOptions& o, int numa) {
   w.put(static_cast<std::uint8_t>(o.durable ? 1 : 0));
   w.put(static_cast<std::uint8_t>(o.fsync));
   w.put(o.fsync_interval_ms);
+  w.put(o.retention_bytes);
+  w.put(o.retention_ms);
 }
 
 void get_options(Reader& r, TopicOptions& o, int& numa) {
@@ -124,6 +126,8 @@ void get_options(Reader& r, TopicOptions& o, int& numa) {
   o.durable = durable != 0;
   o.fsync = static_cast<Fsync>(r.get<std::uint8_t>());
   o.fsync_interval_ms = r.get<std::uint32_t>();
+  o.retention_bytes = r.get<std::uint64_t>();
+  o.retention_ms = r.get<std::uint64_t>();
   if (r.failed()) return;
   if (durable > 1) return r.fail(ErrorCode::Invalid, "durable must be 0 or 1");
   if (o.fsync != Fsync::Never && o.fsync != Fsync::Interval && o.fsync != Fsync::Always)

@@ -21,7 +21,8 @@
 //           u8 policy (1 block, 2 overwrite), u8 exclusive, u32 alignment,
 //           u32 max_producers, u32 max_consumers, i32 numa_node (-1: any),
 //           u32 hung_producer_timeout_ms, u32 slow_consumer_timeout_ms (0: never),
-//           u8 durable, u8 fsync (1 never, 2 interval, 3 always), u32 fsync_interval_ms
+//           u8 durable, u8 fsync (1 never, 2 interval, 3 always), u32 fsync_interval_ms,
+//           u64 retention_bytes, u64 retention_ms (0: no limit)
 //   acl   = u32 owner_uid, u32 group_gid, u32 mode,
 //           ids producer_users, ids producer_groups,
 //           ids consumer_users, ids consumer_groups
@@ -92,7 +93,7 @@ inline constexpr std::uint32_t kMagic = 0x53554253;  // "SBUS" little-endian
 // Version 2 added Reattach and the supervision timeouts (CreateTopic,
 // Described) and their stats; version 3 durability (opts). A peer of another version is refused
 // (BadVersion).
-inline constexpr std::uint16_t kVersion = 3;
+inline constexpr std::uint16_t kVersion = 4;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxMessage = 8192;  // a request
 inline constexpr std::size_t kMaxReply = 65536;   // a reply (Described, Listed)

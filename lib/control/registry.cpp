@@ -56,6 +56,8 @@ RegistryEntry encode_entry(const TopicRecord& r) {
   e.durable = r.options.durable ? 1 : 0;
   e.fsync = static_cast<std::uint8_t>(r.options.fsync);
   e.fsync_interval_ms = r.options.fsync_interval_ms;
+  e.retention_bytes = r.options.retention_bytes;
+  e.retention_ms = r.options.retention_ms;
   e.owner_uid = r.acl.owner_uid;
   e.group_gid = r.acl.group_gid;
   e.mode = r.acl.mode;
@@ -109,6 +111,8 @@ Result<TopicRecord> decode_entry(const RegistryEntry& e) {
     r.options.durable = true;
     r.options.fsync = static_cast<Fsync>(e.fsync);
     r.options.fsync_interval_ms = e.fsync_interval_ms;
+    r.options.retention_bytes = e.retention_bytes;
+    r.options.retention_ms = e.retention_ms;
   }
   r.options.mode = e.mode;
   r.numa_node = e.numa_node;

@@ -82,7 +82,8 @@ inline constexpr std::size_t kAclLists =
 //   264  ids            u32 x 4 x kMaxIds
 //   1288 hung_producer_timeout_ms, slow_consumer_timeout_ms  u32 x 2
 //   1296 durable u8, fsync u8, reserved u16, fsync_interval_ms u32 (zero: not durable)
-//   1304 reserved, to 1536
+//   1304 retention_bytes, retention_ms  u64 x 2 (zero: no limit)
+//   1320 reserved, to 1536
 struct RegistryEntry {
   std::uint32_t state;
   std::uint16_t name_bytes;
@@ -109,7 +110,9 @@ struct RegistryEntry {
   std::uint8_t fsync;
   std::uint16_t reserved2;
   std::uint32_t fsync_interval_ms;
-  std::uint8_t reserved3[232];
+  std::uint64_t retention_bytes;
+  std::uint64_t retention_ms;
+  std::uint8_t reserved3[216];
 };
 static_assert(offsetof(RegistryEntry, name) == 8);
 static_assert(offsetof(RegistryEntry, partitions) == 208);
@@ -121,6 +124,7 @@ static_assert(offsetof(RegistryEntry, id_counts) == 256);
 static_assert(offsetof(RegistryEntry, ids) == 264);
 static_assert(offsetof(RegistryEntry, hung_producer_timeout_ms) == 1288);
 static_assert(offsetof(RegistryEntry, durable) == 1296);
+static_assert(offsetof(RegistryEntry, retention_bytes) == 1304);
 static_assert(sizeof(RegistryEntry) == 1536);
 static_assert(sizeof(RegistryEntry) % 8 == 0);
 

@@ -11,7 +11,7 @@
 // Ring file                                  Cursor file
 //   0    FileHeader (64)                       0    FileHeader (64)
 //   64   RingConfig (64), written at creation  64   CursorConfig (64)
-//   128  SupervisionConfig (8), DurabilityConfig (8)
+//   128  SupervisionConfig (8), DurabilityConfig (8), RetentionConfig (16)
 //   192  SpillState (64): the spiller's watermarks
 //   256  tail        u64  (own 128-byte pair)  128  waiters u32, wake_seq u32 (futex)
 //   384  ProducerSlot x max_producers (128 B)  256  CursorSlot x max_consumers (128 B)
@@ -440,6 +440,13 @@ struct DurabilityConfig {
   std::uint32_t fsync_interval_ms;
 };
 
+// A durable topic's retention (TopicOptions), written at creation; zero: no
+// limit (and in files made before it).
+struct RetentionConfig {
+  std::uint64_t bytes;
+  std::uint64_t ms;
+};
+
 // The spiller's watermarks (daemon/spill.hpp), written only by shmbusd
 // (release stores, each only growing while it runs), read by producers
 // (Producer::wait_durable, acquire) and tools. Every position is a frame
@@ -467,7 +474,8 @@ struct alignas(kFalseSharingRange) RingHeader {
   RingConfig config;              // 64
   SupervisionConfig supervision;  // 128 (zero in files made before it: never)
   DurabilityConfig durability;    // 136
-  std::uint8_t pad0[48];
+  RetentionConfig retention;      // 144
+  std::uint8_t pad0[32];
   SpillState spill;  // 192: the spiller's line, beside the configs (never the tail's)
   alignas(kFalseSharingRange) std::uint64_t tail;  // 256: next position to claim
   std::uint8_t pad1[120];
@@ -476,6 +484,7 @@ struct alignas(kFalseSharingRange) RingHeader {
 static_assert(offsetof(RingHeader, config) == 64);
 static_assert(offsetof(RingHeader, supervision) == 128);
 static_assert(offsetof(RingHeader, durability) == 136);
+static_assert(offsetof(RingHeader, retention) == 144);
 static_assert(offsetof(RingHeader, spill) == 192);
 static_assert(offsetof(RingHeader, tail) == 256);
 static_assert(sizeof(RingHeader) == 384);

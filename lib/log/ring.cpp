@@ -52,6 +52,8 @@ Outcome check_options(const TopicOptions& o) {
   if (o.durable && o.fsync == Fsync::Interval &&
       (o.fsync_interval_ms < 1 || o.fsync_interval_ms > 60000))
     return bad("fsync_interval_ms = " + std::to_string(o.fsync_interval_ms) + ": must be 1..60000");
+  if (!o.durable && (o.retention_bytes != 0 || o.retention_ms != 0))
+    return bad("retention_bytes and retention_ms are for durable topics (their segment files)");
   return Done{};
 }
 
@@ -118,6 +120,7 @@ Outcome Ring::create(const std::string& dir, std::string_view topic, std::uint32
                                          .fsync = static_cast<std::uint8_t>(o.fsync),
                                          .reserved = 0,
                                          .fsync_interval_ms = o.fsync_interval_ms};
+        h->retention = RetentionConfig{.bytes = o.retention_bytes, .ms = o.retention_ms};
       });
   if (!ring) return ring.error();
   const std::uint64_t cursor_bytes =

@@ -117,6 +117,7 @@ class Ring {
   // Read from shared memory on each call: for tools and the daemon, not the hot path.
   SupervisionConfig supervision() const noexcept { return ring_header()->supervision; }
   DurabilityConfig durability() const noexcept { return ring_header()->durability; }
+  RetentionConfig retention() const noexcept { return ring_header()->retention; }
   SpillState& spill() const noexcept { return ring_header()->spill; }
 
   // --- protocol steps shared by producers and consumers ---

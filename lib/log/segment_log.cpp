@@ -164,6 +164,7 @@ Outcome SegmentLog::recover() {
   Recovery& r = recovery_;
   const std::optional<Checkpoint> cp = usable_checkpoint(bases);
   r.from_checkpoint = cp.has_value();
+  if (cp) checkpoint_base_ = cp->base;
   std::size_t kept = 0;
   bool damaged = false;
   SegmentHeader last{};  // the last kept file's header
@@ -337,7 +338,44 @@ Outcome SegmentLog::write_checkpoint(const Mark& m, bool clean) {
   if (!written) return sys_error(err, "cannot write " + tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error(errno, "cannot rename " + tmp);
   if (::fsync(dir_fd_) != 0) return sys_error(errno, "cannot fsync " + dir_);
+  checkpoint_base_ = m.base;
   return Done{};
+}
+
+Result<SegmentLog::Removed> SegmentLog::remove_old(std::uint64_t max_bytes,
+                                                   std::int64_t older_than_ns) {
+  Removed removed;
+  if (max_bytes == 0 && older_than_ns == 0) return removed;
+  auto bases = list_segments(dir_);
+  if (!bases) return bases.error();
+  struct File {
+    std::uint64_t base, bytes;
+    std::int64_t mtime_ns;
+  };
+  std::vector<File> files;
+  std::uint64_t total = 0;
+  for (std::uint64_t b : *bases) {
+    struct stat st {};
+    if (::stat(file_path(b).c_str(), &st) != 0) continue;  // removed meanwhile: not ours to count
+    files.push_back({b, static_cast<std::uint64_t>(st.st_size),
+                     st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec});
+    total += static_cast<std::uint64_t>(st.st_size);
+  }
+  const std::uint64_t keep_from = std::min(fd_ >= 0 ? base_ : end_, checkpoint_base_);
+  for (const File& f : files) {
+    if (f.base >= keep_from) break;
+    const bool too_big = max_bytes != 0 && total > max_bytes;
+    const bool too_old = older_than_ns != 0 && f.mtime_ns < older_than_ns;
+    if (!too_big && !too_old) break;
+    if (::unlink(file_path(f.base).c_str()) != 0)
+      return sys_error(errno, "cannot remove " + file_path(f.base));
+    total -= f.bytes;
+    ++removed.files;
+    removed.bytes += f.bytes;
+    start_ = f.base + geometry_.span;
+  }
+  if (removed.files != 0 && ::fsync(dir_fd_) != 0) return sys_error(errno, "cannot fsync " + dir_);
+  return removed;
 }
 
 Outcome SegmentLog::checkpoint() {

@@ -114,6 +114,20 @@ class SegmentLog {
   // writes below it completed), in the current file or before it.
   Outcome checkpoint_at(const Mark& m);
 
+  // --- retention ---
+  // Removes whole files, oldest first, while the files hold more than
+  // max_bytes (0: no limit) or the oldest was last written to before
+  // older_than_ns (CLOCK_REALTIME; 0: no limit). Never the file being
+  // appended to, nor the last checkpoint's file or any after it (recovery
+  // keeps a checkpoint it can use). The directory is fsynced after a
+  // removal; start() moves to the oldest file left. A reader with a removed
+  // file open reads it to its end (the kernel frees it at its close).
+  struct Removed {
+    std::uint64_t files = 0;
+    std::uint64_t bytes = 0;
+  };
+  Result<Removed> remove_old(std::uint64_t max_bytes, std::int64_t older_than_ns);
+
  private:
   SegmentLog() = default;
   Outcome recover();
@@ -132,6 +146,7 @@ class SegmentLog {
   std::uint64_t offset_ = 0;  // its append offset
   std::uint64_t start_ = 0;
   std::uint64_t end_ = 0;
+  std::uint64_t checkpoint_base_ = ~std::uint64_t{0};  // the last checkpoint's file (none: max)
   Recovery recovery_;
 };
 

@@ -111,16 +111,27 @@ Result<std::optional<BatchHeader>> SegmentReader::read_header() {
   return std::optional<BatchHeader>{b};
 }
 
+Error SegmentReader::below_start(std::uint64_t position) const {
+  return Error{ERANGE, "position " + std::to_string(position) + " is below the oldest on disk in " +
+                           dir_ + ", " + std::to_string(start_) +
+                           " (older files were removed by retention)"};
+}
+
+bool SegmentReader::removed(std::uint64_t base) {
+  auto bases = list_segments(dir_);
+  if (!bases || bases->empty() || bases->front() <= base) return false;
+  start_ = std::max(start_, bases->front());
+  return true;
+}
+
 Outcome SegmentReader::seek(std::uint64_t position) {
-  if (position < start_)
-    return Error{ERANGE, "position " + std::to_string(position) +
-                             " is below the oldest on disk in " + dir_ + ", " +
-                             std::to_string(start_)};
+  if (position < start_) return below_start(position);
   const std::uint64_t base = position - position % geometry_.span;
   if (base != base_ || position < expected_) {
     if (Outcome ok = open_file(base); !ok) {
-      // Not made yet: the position is ahead of the files; next() waits.
       if (ok.error().code != ENOENT) return ok;
+      if (removed(base)) return below_start(position);
+      // Not made yet: the position is ahead of the files; next() waits.
       close_file();
       base_ = base;
       expected_ = base;
@@ -139,6 +150,7 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t co
   for (;;) {
     if (fd_ < 0) {
       if (Outcome ok = open_file(base_); !ok) {
+        if (ok.error().code == ENOENT && removed(base_)) return below_start(position_);
         const std::string after = dir_ + "/" + segment_name(base_ + geometry_.span);
         if (ok.error().code == ENOENT || ::access(after.c_str(), F_OK) != 0)
           return std::optional<Batch>{};  // the frontier (above)
@@ -151,6 +163,12 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t co
         // Not made yet, or being made (its header not written yet): the
         // frontier, unless a file after it shows that it is finished.
         const std::string after = dir_ + "/" + segment_name(done + 2 * geometry_.span);
+        if (ok.error().code == ENOENT && removed(done + geometry_.span)) {
+          close_file();
+          base_ = done + geometry_.span;
+          expected_ = position_ = base_;
+          return below_start(base_);
+        }
         if (ok.error().code != ENOENT && ::access(after.c_str(), F_OK) == 0) return ok.error();
         close_file();
         base_ = done + geometry_.span;

@@ -50,20 +50,27 @@ class SegmentReader {
   std::uint64_t position() const noexcept { return position_; }
 
   // Moves to `position`, a frame boundary on disk. ERANGE when it is below
-  // start() (the message names the oldest position); a position past what
-  // is on disk yet is waited for by next().
+  // start() (the message names the oldest position), also when retention
+  // removed its file since the last listing (start() then says what is
+  // oldest now); a position past what is on disk yet is waited for by next().
   Outcome seek(std::uint64_t position);
   // The batch holding position(), from there; nullopt when nothing more is
   // on disk yet. A batch that does not check where the writer says its
   // writes completed (positions below complete_below: the spiller's
   // written watermark) is damage, EPROTO naming the file and offset; past
   // it, a write may be in flight (completions are unordered), so it is
-  // the frontier.
+  // the frontier. ERANGE when retention removed the next file before the
+  // reader got to it: start() is the oldest position on disk now (a file
+  // already open is read to its end, removed or not).
   Result<std::optional<Batch>> next(std::uint64_t complete_below = 0);
 
  private:
   SegmentReader() = default;
   Outcome open_file(std::uint64_t base);
+  // Whether the file at `base` is gone because older files were removed
+  // (the oldest file on disk is newer); start() moves up to it.
+  bool removed(std::uint64_t base);
+  Error below_start(std::uint64_t position) const;
   Result<std::optional<BatchHeader>> read_header();
   void close_file() noexcept;
 

@@ -2,7 +2,9 @@
 // log appended, from the oldest position and from any frame boundary,
 // across files and gaps; the frontier (a batch not written yet, or seen
 // half written) is "nothing more yet", and more appended later is read on.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -194,6 +196,104 @@ TEST_F(SegmentReaderTest, BelowTheOldestIsOutOfRangeNamingIt) {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
   read_all(*r, got, gaps);
   EXPECT_EQ(got, frames);
+}
+
+// Retention (SegmentLog::remove_old): whole files, oldest first, by size
+// and by age, never the file being appended to nor the last checkpoint's.
+// A reader with a removed file open reads it to its end; one that reaches
+// a removed file gets ERANGE and the new oldest position.
+TEST_F(SegmentReaderTest, RetentionRemovesOldFilesAndReadersSeeOutOfRange) {
+  std::mt19937_64 rng(11);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(log) << log.error().message;
+  while (log->end() < 6 * kSmallSpan) ASSERT_NO_FATAL_FAILURE(append(*log, 1, rng));
+  auto files = [&] {
+    auto b = list_segments(dir);
+    return b ? b->size() : 0u;
+  };
+  const std::size_t made = files();
+  ASSERT_GE(made, 7u);
+  // Two readers in the oldest file.
+  auto open_reader = SegmentReader::open(dir);
+  ASSERT_TRUE(open_reader);
+  auto first = open_reader->next();
+  ASSERT_TRUE(first && *first);
+  auto late_reader = SegmentReader::open(dir);
+  ASSERT_TRUE(late_reader);
+
+  // No limit: nothing goes.
+  auto none = log->remove_old(0, 0);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->files, 0u);
+  // By size: the oldest go until the files hold at most 3 spans (each file
+  // holds a header block and a span of frames).
+  ASSERT_TRUE(log->checkpoint());  // in the current file: nothing pins older ones
+  auto by_size = log->remove_old(3 * kSmallSpan, 0);
+  ASSERT_TRUE(by_size) << by_size.error().message;
+  EXPECT_GE(by_size->files, made - 3);
+  EXPECT_LE(files(), 3u);
+  const std::uint64_t start = log->start();
+  EXPECT_EQ(start % kSmallSpan, 0u);
+  EXPECT_GT(start, 0u);
+  // By age: everything not written since (mtime now) but the current file.
+  auto listed = list_segments(dir);
+  ASSERT_TRUE(listed);
+  const std::vector<std::uint64_t> bases = *listed;
+  for (std::size_t i = 0; i + 1 < bases.size(); ++i) {
+    const timespec old[2] = {{1, 0}, {1, 0}};  // 1970
+    ASSERT_EQ(::utimensat(AT_FDCWD, (dir + "/" + segment_name(bases[i])).c_str(), old, 0), 0);
+  }
+  auto by_age = log->remove_old(0, 1'000'000'000LL * 3600);  // older than 1970 + 1 h
+  ASSERT_TRUE(by_age);
+  EXPECT_EQ(by_age->files, bases.size() - 1);
+  EXPECT_EQ(files(), 1u) << "the file being appended to stays";
+  EXPECT_EQ(log->start(), bases.back());
+
+  // The open reader reads its removed file to its end, then is told.
+  std::uint64_t read_to = (*first)->end;
+  for (;;) {
+    auto b = open_reader->next();
+    if (!b) {
+      EXPECT_EQ(b.error().code, ERANGE) << b.error().message;
+      EXPECT_EQ(open_reader->start(), bases.back());
+      EXPECT_NE(b.error().message.find(std::to_string(bases.back())), std::string::npos);
+      break;
+    }
+    ASSERT_TRUE(*b) << "the frontier before the files' end";
+    EXPECT_EQ((*b)->position, read_to);
+    read_to = (*b)->end;
+  }
+  EXPECT_EQ(read_to, kSmallSpan) << "the whole first file";
+  // The other seeks into a removed file it never opened: ERANGE naming
+  // the oldest position now.
+  const Outcome below = late_reader->seek(kSmallSpan);
+  ASSERT_FALSE(below);
+  EXPECT_EQ(below.error().code, ERANGE);
+  EXPECT_NE(below.error().message.find(std::to_string(bases.back())), std::string::npos);
+  ASSERT_TRUE(late_reader->seek(bases.back()));
+  auto again = late_reader->next();
+  ASSERT_TRUE(again && *again) << "reads on from the oldest file";
+
+  // Recovery of what is left: the files from the new start.
+  ASSERT_TRUE(log->close());
+  auto reopened = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ(reopened->start(), bases.back());
+  EXPECT_EQ(reopened->recovery().damage, "");
+}
+
+// The last checkpoint's file is never removed, so recovery can use it.
+TEST_F(SegmentReaderTest, RetentionKeepsTheLastCheckpointsFile) {
+  std::mt19937_64 rng(12);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(log);
+  ASSERT_NO_FATAL_FAILURE(append(*log, 1, rng));
+  ASSERT_TRUE(log->checkpoint());  // in the first file
+  while (log->end() < 4 * kSmallSpan) ASSERT_NO_FATAL_FAILURE(append(*log, 1, rng));
+  auto removed = log->remove_old(1, 0);
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->files, 0u);
+  EXPECT_EQ(log->start(), 0u);
 }
 
 }  // namespace
