@@ -140,7 +140,18 @@ struct Consumer::Impl {
     return Status::Lagged;
   }
   Status lagged(std::uint64_t p) noexcept {
-    if (durable() && in_files(p) && to_disk(p)) return Status::Empty;
+    if (durable() && in_files(p)) {
+      if (to_disk(p)) return Status::Empty;
+      // Retention removed p's file: lost up to the oldest position on
+      // disk, and on from there (still older than the ring).
+      const std::uint64_t oldest =
+          atomic(ring.spill().disk_start).load(std::memory_order_acquire) &
+          ~(std::uint64_t{ring.alignment()} - 1);
+      if (oldest > p && in_files(oldest) && to_disk(oldest)) {
+        lost = {p, oldest};
+        return Status::Lagged;
+      }
+    }
     const std::uint64_t rejoin = ring.oldest_intact(ring.tail().load(std::memory_order_acquire));
     lost = {p, rejoin > p ? rejoin : p};
     position = lost.to;

@@ -27,6 +27,7 @@
 
 #include "../unit/test_bus.hpp"
 #include "log/ring.hpp"
+#include "log/segment_log.hpp"
 #include "log/segment_reader.hpp"
 #include "message_check.hpp"
 #include "process.hpp"
@@ -377,6 +378,119 @@ TEST_F(SpillingBus, ReplayMergeHandsOverToTheRingWithNoGapAndNoDuplicate) {
               static_cast<unsigned long long>(known.load()));
 }
 
+// Retention removing files under a slow reader: a durable topic keeps 3
+// MiB of 1 MiB segment files while ~12 MiB are published. A consumer
+// replaying from the start stops in the oldest file until retention has
+// removed it and more, then reads on: it reads the file it has open to its
+// end, then Lagged over exactly what was removed (from there to the oldest
+// position on disk), then everything after it once, in order, checksummed,
+// into the live stream. Never Corrupt, never garbage, never a crash. A new
+// consumer asking for position 0 gets ERANGE naming the oldest position.
+// The parameter: the consumer starts in the files (the ring lapped already)
+// with the oldest file open, or in the ring (lapped while it waits, its
+// position's file gone by then).
+class Retention : public SpillingBus, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(Retention, RemovesFilesUnderASlowReaderWhoIsToldWhatItLost) {
+  const bool from_files = GetParam();
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  TopicOptions o;
+  o.policy = Policy::Block;
+  o.exclusive_producer = true;
+  o.segment_bytes = 64 * 1024;
+  o.segment_count = 4;
+  o.durable = true;
+  o.fsync = Fsync::Never;
+  o.retention_bytes = 3u << 20;
+  ASSERT_TRUE(Topic::create(bus, "d", o));
+
+  constexpr std::uint64_t kMessages = 60'000;  // ~12 MiB of 200-byte frames
+  std::atomic<bool> failed{false};
+  std::thread producer([&] {
+    auto p = Producer::open(bus, "d");
+    if (!p) return (void)(failed = true);
+    std::vector<std::byte> msg;
+    for (std::uint64_t seq = 0; seq < kMessages && !failed; ++seq) {
+      testing::make_message(0, seq, 150, msg);
+      Status st;
+      while ((st = p->offer(msg)) == Status::Full) std::this_thread::yield();
+      if (st != Status::Ok) return (void)(failed = true);
+    }
+  });
+
+  if (from_files)
+    while (spill().written < (3u << 19) && !failed) std::this_thread::sleep_for(1ms);
+  ConsumerOptions co;
+  co.start = ConsumerOptions::Start::Earliest;
+  co.gating = false;
+  auto c = Consumer::open(bus, "d", co);
+  ASSERT_TRUE(c) << c.error().message;
+  std::uint64_t next_seq = 0, lagged = 0, lost_bytes = 0;
+  std::optional<std::uint64_t> resume_at;  // after a Lagged: where the next message must be
+  bool waited = false;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  std::string failure;
+  auto check = [&](const Message& m) {
+    testing::CheckHeader h;
+    if (!testing::check_message(m.payload, h)) {
+      failure = "garbage at " + std::to_string(m.position);
+    } else if (resume_at) {  // past the lost range: seqs may skip, never repeat
+      if (m.position != *resume_at || h.seq < next_seq)
+        failure = "after the lost range: seq " + std::to_string(h.seq) + " at " +
+                  std::to_string(m.position) + ", expected a seq from " + std::to_string(next_seq) +
+                  " at " + std::to_string(*resume_at);
+    } else if (h.seq != next_seq) {
+      failure = "seq " + std::to_string(h.seq) + " at " + std::to_string(m.position) +
+                ", expected " + std::to_string(next_seq);
+    }
+    resume_at.reset();
+    next_seq = h.seq + 1;
+  };
+  while (next_seq < kMessages && failure.empty()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "stalled at seq " << next_seq;
+    ASSERT_FALSE(failed) << "the producer failed";
+    const PollResult r = c->poll_wait(check, waited ? 512 : 1, 10ms);
+    if (r.status == Status::Lagged) {
+      const LostRange l = c->lost();
+      ++lagged;
+      lost_bytes += l.to - l.from;
+      EXPECT_EQ(c->position(), l.to);
+      EXPECT_LE(l.to, spill().disk_start) << "resumes at what was the oldest on disk";
+      resume_at = l.to;
+      continue;
+    }
+    ASSERT_TRUE(r.status == Status::Ok || r.status == Status::Timeout) << to_string(r.status);
+    if (!waited && next_seq >= 100) {
+      // Stop in the oldest file until retention removed it and two more.
+      while (spill().disk_start < (3u << 20)) {
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "retention removed nothing";
+        ASSERT_FALSE(failed);
+        std::this_thread::sleep_for(5ms);
+      }
+      waited = true;
+    }
+  }
+  producer.join();
+  ASSERT_TRUE(failure.empty()) << failure;
+  EXPECT_EQ(next_seq, kMessages) << "read to the last message";
+  EXPECT_EQ(lagged, 1u) << "one lost range: the removed files it had not opened";
+  EXPECT_GE(lost_bytes, 1u << 20);
+  // What is left on disk, and a consumer asking for what is gone.
+  const PartitionInfo::Spill w = spill();
+  auto bases = log::list_segments(data_ + "/data/d/0");
+  ASSERT_TRUE(bases);
+  EXPECT_LE(bases->size(), 4u) << "3 MiB of files and the one being written";
+  EXPECT_EQ(bases->front(), w.disk_start);
+  ConsumerOptions at0;
+  at0.start = ConsumerOptions::Start::Position;
+  at0.position = 0;
+  auto gone = Consumer::open(bus, "d", at0);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ERANGE) << gone.error().message;
+  EXPECT_NE(gone.error().message.find(std::to_string(w.disk_start)), std::string::npos)
+      << gone.error().message;
+}
+
 // A full disk. shmbusd runs in a mount namespace of its own (unshare(1))
 // whose data directory is a 3 MiB tmpfs (so nothing stays mounted whatever
 // happens, and the machine's disk never fills). A durable `block` topic is
@@ -524,6 +638,8 @@ TEST_P(FullDisk, HoldsProducersBackAndLosesNothingCommitted) {
 
 INSTANTIATE_TEST_SUITE_P(Spill, DaemonKills, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "pwrite" : "io_uring"; });
+INSTANTIATE_TEST_SUITE_P(Spill, Retention, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "from_files" : "from_ring"; });
 INSTANTIATE_TEST_SUITE_P(Spill, FullDisk, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "pwrite" : "io_uring"; });
 
