@@ -865,3 +865,16 @@ def test_replay_of_unstamped_messages_with_a_speed_says_it_cannot_pace(env):
     p = run(env, "replay", "t", "--into", "d", "--speed", "1", "--json")
     assert json.loads(p.stdout)["messages"] == 2 and "paced" not in json.loads(p.stdout)
     assert b"nothing could be paced" in p.stderr
+
+
+def test_retention_options(env, request):
+    p = run(env, "topic", "create", "t", "--retention-bytes", "1MiB", expect=1)
+    assert b"for durable topics" in p.stderr or b"only for a durable topic" in p.stderr
+    if request.node.callspec.params["env"] == "embedded":
+        pytest.skip("a durable topic needs shmbusd (test_a_durable_topic_needs_shmbusd)")
+    run(env, "topic", "create", "t", "--durable", "--retention-bytes", "1GiB",
+        "--retention-time", "1h")
+    d = describe(env, "t")
+    assert (d["retention_bytes"], d["retention_ms"]) == (1 << 30, 3600 * 1000)
+    assert "retention      1.0 GiB of files, 3600000 ms" in out(env, "topic", "describe", "t")
+    run(env, "topic", "create", "u", "--durable", "--retention-time", "soon", expect=2)

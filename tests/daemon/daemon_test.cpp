@@ -120,8 +120,9 @@ class Daemon : public ::testing::Test {
   }
 
   void start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--foreground",      "--bus",   bus_, "--socket", socket_,
-                                     "--max-topic-bytes", "67108864"};
+    std::vector<std::string> args = {"--foreground",      "--bus",    bus_,
+                                     "--socket",          socket_,    "--max-topic-bytes",
+                                     "67108864",          "--data-dir", dir_ + "/data"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = spawn(args, dir_ + "/daemon.log");
     const auto deadline = Clock::now() + 20s;
@@ -334,7 +335,13 @@ TEST_F(Daemon, ConfigCreatesTopics) {
                         "owner = \"root\"\n"
                         "group = 0\n"
                         "mode = \"0600\"\n"
-                        "consumer_users = [65534]\n";
+                        "consumer_users = [65534]\n"
+                        "[[topics]]\n"
+                        "name = \"ticks\"\n"
+                        "durable = true\n"
+                        "fsync = \"always\"\n"
+                        "retention_bytes = 1073741824\n"
+                        "retention_ms = 86400000\n";
   start({"--config", cfg});
   Connection c = connect();
   auto r = c.call(named(MsgType::DescribeTopic, "orders"));
@@ -347,6 +354,16 @@ TEST_F(Daemon, ConfigCreatesTopics) {
   EXPECT_EQ(r->message.options.slow_consumer_timeout_ms, 0u) << "the default: never";
   EXPECT_EQ(r->message.acl.mode, 0600u);
   EXPECT_EQ(r->message.acl.consumer_users, std::vector<std::uint32_t>{65534});
+  auto durable = [&](Connection& conn) {
+    auto d = conn.call(named(MsgType::DescribeTopic, "ticks"));
+    ASSERT_TRUE(d);
+    ASSERT_EQ(d->message.type, MsgType::Described) << d->message.text;
+    EXPECT_TRUE(d->message.options.durable);
+    EXPECT_EQ(d->message.options.fsync, Fsync::Always);
+    EXPECT_EQ(d->message.options.retention_bytes, 1u << 30);
+    EXPECT_EQ(d->message.options.retention_ms, 86'400'000u);
+  };
+  durable(c);
 
   // A restart with the same configuration adopts the existing files.
   stop();
@@ -355,6 +372,7 @@ TEST_F(Daemon, ConfigCreatesTopics) {
   r = again.call(named(MsgType::DescribeTopic, "orders"));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->message.type, MsgType::Described) << r->message.text;
+  durable(again);
 }
 
 // Topics created over the socket are in the registry: a daemon killed with
@@ -437,6 +455,10 @@ TEST_F(Daemon, BadConfigIsRefusedWithFileLineAndKey) {
        ":3:", "topics[0].hung_producer_timeout_ms"},
       {"[[topics]]\nname = \"x\"\nslow_consumer_timeout_ms = -1\n",
        ":3:", "topics[0].slow_consumer_timeout_ms"},
+      {"[[topics]]\nname = \"x\"\ndurable = true\nretention_ms = -5\n",
+       ":4:", "topics[0].retention_ms"},
+      {"[[topics]]\nname = \"x\"\nretention_bytes = 1048576\n",
+       ":1:", "retention_bytes, retention_ms: only for a durable topic"},
   };
   int i = 0;
   for (const auto& c : cases) {
