@@ -15,11 +15,14 @@ ReadFrom open_from(const Context& ctx, const std::string& topic, ConsumerOptions
     co.start = ConsumerOptions::Start::Position;
     co.position = *pos;
   } else {
-    // A time: scan from the oldest message to the first one stamped at or after it.
+    // A time: the first message stamped at or after it (the library finds
+    // it, in the files' batch headers and then the ring); `since` skips any
+    // stamped earlier that a race let through.
     std::string why;
     since = parse_time(from, now_ns(), &why);
     if (!since) fail(kUsage, why);
-    co.start = ConsumerOptions::Start::Earliest;
+    co.start = ConsumerOptions::Start::Time;
+    co.time_ns = *since;
   }
   auto opened = Consumer::open(ctx.bus, topic, co);
   if (!opened) {

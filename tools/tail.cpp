@@ -188,6 +188,19 @@ void run_tail(const Context& ctx, const TailOptions& o) {
         fail(kFailed, where + ": poll failed: " + to_string(r.status));
     }
   }
+  // Nothing found at or after the time: say whether unstamped messages are
+  // why (the consumer jumped past them; an error path, so a scan is fine).
+  if (since && printed == 0 && unstamped == 0 && !o.follow && !stop_requested()) {
+    ConsumerOptions all = co;
+    all.start = ConsumerOptions::Start::Earliest;
+    if (auto scan = Consumer::open(ctx.bus, o.topic, all)) {
+      while (scan->position() < end) {
+        const PollResult r =
+            scan->poll([&](const Message& m) { unstamped += m.timestamp_ns == 0 ? 1 : 0; }, 1024);
+        if (r.status != Status::Ok && r.status != Status::Lagged) break;
+      }
+    }
+  }
   if (since && unstamped > 0 && !stop_requested())
     fail(kFailed, where + ": nothing at or after " + from + ": " + std::to_string(unstamped) +
                       " of the messages carry no timestamp (their producers opened with "

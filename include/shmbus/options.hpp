@@ -113,10 +113,14 @@ struct ProducerOptions {
 };
 
 struct ConsumerOptions {
-  enum class Start : std::uint8_t { Latest, Earliest, Position };
+  // Time: the first message stamped at or after time_ns, in position order
+  // (as a scan from the oldest would find it, however producers' clocks
+  // differ); on a durable topic from the files too. None yet: Latest.
+  enum class Start : std::uint8_t { Latest, Earliest, Position, Time };
   std::uint32_t partition = 0;
   Start start = Start::Latest;
   std::uint64_t position = 0;  // with Start::Position: a frame boundary still in the ring
+  std::int64_t time_ns = 0;    // with Start::Time: CLOCK_REALTIME ns
   WaitStrategy wait = WaitStrategy::SpinYield;
   bool prefault = true;
   // false: an observer (monitors, `shmbus tail`). It takes no cursor slot,

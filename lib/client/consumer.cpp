@@ -10,6 +10,7 @@
 
 #include "client/attach.hpp"
 #include "log/cursor_join.hpp"
+#include "log/frame_count.hpp"
 #include "log/named_cursor.hpp"
 #include "log/ring.hpp"
 #include "log/segment_reader.hpp"
@@ -144,9 +145,8 @@ struct Consumer::Impl {
       if (to_disk(p)) return Status::Empty;
       // Retention removed p's file: lost up to the oldest position on
       // disk, and on from there (still older than the ring).
-      const std::uint64_t oldest =
-          atomic(ring.spill().disk_start).load(std::memory_order_acquire) &
-          ~(std::uint64_t{ring.alignment()} - 1);
+      const std::uint64_t oldest = atomic(ring.spill().disk_start).load(std::memory_order_acquire) &
+                                   ~(std::uint64_t{ring.alignment()} - 1);
       if (oldest > p && in_files(oldest) && to_disk(oldest)) {
         lost = {p, oldest};
         return Status::Lagged;
@@ -694,6 +694,22 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
     case ConsumerOptions::Start::Position: {
       impl->position = t0;
       if (auto ok = impl->seek(options.position); !ok) return ok.error();
+      break;
+    }
+    case ConsumerOptions::Start::Time: {
+      impl->position = t0;
+      std::optional<std::uint64_t> at;
+      if (impl->durable()) {
+        if (auto files = log::SegmentReader::open(impl->disk_dir())) {
+          auto found = files->find_time(options.time_ns,
+                                        atomic(r.spill().written).load(std::memory_order_acquire));
+          if (!found) return found.error();
+          at = *found;
+        }
+      }
+      if (!at) at = log::find_stamp(r, r.oldest_intact(t_join), t0, options.time_ns);
+      if (at)
+        if (auto ok = impl->seek(*at); !ok) return ok.error();
       break;
     }
   }

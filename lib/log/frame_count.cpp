@@ -17,4 +17,15 @@ FrameCount count_frames(const Ring& ring, std::uint64_t from, std::uint64_t to,
   return n;
 }
 
+std::optional<std::uint64_t> find_stamp(const Ring& ring, std::uint64_t from, std::uint64_t to,
+                                        std::int64_t t) noexcept {
+  for (std::uint64_t p = from; p < to && p % ring.alignment() == 0;) {
+    const detail::FrameLook f = ring.look(p);
+    if (!f.settled() || f.damaged() || f.next > to) break;
+    if (f.data() && f.timestamp >= t) return p;
+    p = f.next;
+  }
+  return std::nullopt;
+}
+
 }  // namespace shmbus::log

@@ -1,5 +1,7 @@
 // lib/log/frame_count.hpp — counting a partition's messages from outside,
-// for monitoring (shmbus stat's msgs/s), at no cost to producers: the frames
+// for monitoring (shmbus stat's msgs/s), and finding the first one stamped
+// at or after a time (ConsumerOptions::Start::Time), at no cost to
+// producers: the frames
 // are walked in the reader's own mapping, header by header, from a frame
 // boundary. Nothing on the hot path counts anything.
 //
@@ -14,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "log/ring.hpp"
 
@@ -27,5 +30,10 @@ struct FrameCount {
 // Walks at most `max_frames` frames from `from` (a frame boundary) towards `to`.
 FrameCount count_frames(const Ring& ring, std::uint64_t from, std::uint64_t to,
                         std::uint64_t max_frames) noexcept;
+
+// The position of the first message in [from, to) stamped at or after t;
+// nullopt when there is none, or the walk stopped before one.
+std::optional<std::uint64_t> find_stamp(const Ring& ring, std::uint64_t from, std::uint64_t to,
+                                        std::int64_t t) noexcept;
 
 }  // namespace shmbus::log

@@ -188,12 +188,16 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t co
     if (b.kind == BatchKind::Gap) {
       offset_ += sizeof b;
       expected_ = b.end;
+      if (time_floor_) position_ = std::max(position_, b.end);
       if (b.end <= position_) continue;
       Batch out{BatchKind::Gap, std::max(position_, b.position), b.end, {}};
       position_ = b.end;
       return std::optional<Batch>{out};
     }
-    if (b.end <= position_) {  // before the position asked for: skip it unread
+    // Before the position asked for, or (find_time) holding no stamp at or
+    // after the time: skip it unread. max_timestamp is 0 when none is stamped.
+    if (time_floor_ && b.max_timestamp < *time_floor_) position_ = std::max(position_, b.end);
+    if (b.end <= position_) {
       offset_ += sizeof b + b.bytes;
       expected_ = b.end;
       continue;
@@ -210,6 +214,20 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t co
     }
     offset_ += sizeof b + b.bytes;
     expected_ = b.end;
+    if (time_floor_) {  // the first message stamped at or after it, from position_
+      for (std::uint64_t q = b.position; q < b.end;) {
+        const detail::FrameLook l = detail::look_at_frame<std::memory_order_relaxed>(
+            buf_.data() + (q - b.position), q, geometry_.salt, geometry_.ring_segment,
+            geometry_.alignment);
+        if (l.next == 0) break;  // cannot happen: the batch checked
+        if (q >= position_ && l.data() && l.timestamp >= *time_floor_) {
+          position_ = q;
+          break;
+        }
+        q = l.next;
+      }
+      time_floor_.reset();
+    }
     // From position_: walk to it, a frame boundary of this batch.
     std::uint64_t p = b.position;
     while (p < position_) {
@@ -227,6 +245,17 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t co
     position_ = b.end;
     return std::optional<Batch>{out};
   }
+}
+
+Result<std::optional<std::uint64_t>> SegmentReader::find_time(std::int64_t t,
+                                                              std::uint64_t complete_below) {
+  if (Outcome ok = seek(start_); !ok) return ok.error();
+  time_floor_ = t;
+  auto b = next(complete_below);
+  time_floor_.reset();
+  if (!b) return b.error();
+  if (!*b) return std::optional<std::uint64_t>{};
+  return std::optional<std::uint64_t>{(*b)->position};
 }
 
 }  // namespace shmbus::log

@@ -64,6 +64,16 @@ class SegmentReader {
   // already open is read to its end, removed or not).
   Result<std::optional<Batch>> next(std::uint64_t complete_below = 0);
 
+  // The position of the first message (a committed data frame) stamped at
+  // or after `t`, in position order from start(): what a scan from the
+  // oldest message would find first, however the stamps go (two
+  // producers' clocks). nullopt when the files hold none (yet). The batch
+  // headers are the sparse time index: a batch whose newest stamp is older
+  // than t is skipped unread (one pread of its header), so only the batch
+  // holding the answer is read whole. Leaves the reader past that batch:
+  // seek() to the answer to read from it. Errors as next().
+  Result<std::optional<std::uint64_t>> find_time(std::int64_t t, std::uint64_t complete_below = 0);
+
  private:
   SegmentReader() = default;
   Outcome open_file(std::uint64_t base);
@@ -78,10 +88,11 @@ class SegmentReader {
   SegmentHeader geometry_{};
   std::uint64_t start_ = 0;
   int fd_ = -1;
-  std::uint64_t base_ = 0;      // of the open file
-  std::uint64_t offset_ = 0;    // of the next batch in it
-  std::uint64_t expected_ = 0;  // that batch's position
-  std::uint64_t position_ = 0;  // what next() delivers from (>= expected_)
+  std::uint64_t base_ = 0;                  // of the open file
+  std::uint64_t offset_ = 0;                // of the next batch in it
+  std::uint64_t expected_ = 0;              // that batch's position
+  std::uint64_t position_ = 0;              // what next() delivers from (>= expected_)
+  std::optional<std::int64_t> time_floor_;  // find_time: skip batches stamped before it
   std::vector<std::byte> buf_;
 };
 

@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -280,6 +282,85 @@ TEST_F(SegmentReaderTest, RetentionRemovesOldFilesAndReadersSeeOutOfRange) {
   ASSERT_TRUE(reopened) << reopened.error().message;
   EXPECT_EQ(reopened->start(), bases.back());
   EXPECT_EQ(reopened->recovery().damage, "");
+}
+
+// find_time against a brute-force scan: the first data frame in position
+// order stamped at or after t, with bursts of equal stamps, long gaps,
+// stamps that go backwards (two producers' clocks), unstamped and skipped
+// frames, and Gap batches, across files.
+TEST_F(SegmentReaderTest, FindTimeAgreesWithABruteForceScan) {
+  std::mt19937_64 rng(13);
+  auto log = SegmentLog::open(dir, segment_at(0, kSmallSpan), 0);
+  ASSERT_TRUE(log);
+  struct Seen {
+    std::uint64_t position;
+    std::int64_t ts;  // data frames only
+  };
+  std::vector<Seen> data;
+  std::int64_t clock = 1'700'000'000'000'000'000;
+  for (int chunk = 0; chunk < 120; ++chunk) {
+    if (chunk % 17 == 16) {
+      ASSERT_TRUE(log->append_gap(log->end() + 2 * kAlignment));
+      continue;
+    }
+    std::vector<std::byte> bytes;
+    std::uint64_t p = log->end();
+    const std::size_t n = 1 + rng() % 12;
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto body = static_cast<std::uint32_t>(rng() % 200);
+      const std::uint64_t len = detail::frame_bytes(body, kAlignment);
+      const std::uint64_t left = detail::segment_left(p, kRingSegment);
+      if (len > left) {
+        put_frame(bytes, p, 2, static_cast<std::uint32_t>(left - detail::kFrameHeaderBytes), 0,
+                  false, rng);
+        p += left;
+      }
+      switch (rng() % 8) {
+        case 0:
+          clock += 1'000'000'000;
+          break;  // a long gap
+        case 1:
+          clock -= static_cast<std::int64_t>(rng() % 5'000'000);
+          break;  // backwards
+        case 2:
+          break;  // a burst
+        default:
+          clock += static_cast<std::int64_t>(rng() % 100'000);
+      }
+      const bool unstamped = rng() % 11 == 0, skipped = rng() % 13 == 0;
+      const std::int64_t ts = unstamped ? 0 : clock;
+      put_frame(bytes, p, 1, body, ts, skipped, rng);
+      if (!skipped) data.push_back({p, ts});
+      p += len;
+    }
+    ASSERT_TRUE(log->append(log->end(), bytes));
+  }
+  ASSERT_GT(log->end(), 3 * kSmallSpan) << "the test must cross files";
+  auto brute = [&](std::int64_t t) -> std::optional<std::uint64_t> {
+    for (const Seen& d : data)
+      if (d.ts != 0 && d.ts >= t) return d.position;
+    return std::nullopt;
+  };
+  auto r = SegmentReader::open(dir);
+  ASSERT_TRUE(r);
+  std::vector<std::int64_t> queries = {0, 1, clock + 1, std::numeric_limits<std::int64_t>::max()};
+  for (const Seen& d : data) {
+    if (d.ts == 0) continue;
+    queries.push_back(d.ts);
+    queries.push_back(d.ts - 1);
+    queries.push_back(d.ts + 1);
+  }
+  for (std::int64_t t : queries) {
+    auto found = r->find_time(t);
+    ASSERT_TRUE(found) << found.error().message;
+    ASSERT_EQ(*found, brute(t)) << "t = " << t;
+    if (*found) {  // and it reads from there
+      ASSERT_TRUE(r->seek(**found));
+      auto b = r->next();
+      ASSERT_TRUE(b && *b);
+      EXPECT_EQ((*b)->position, **found);
+    }
+  }
 }
 
 // The last checkpoint's file is never removed, so recovery can use it.
