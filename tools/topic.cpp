@@ -10,6 +10,7 @@
 #include "commands.hpp"
 #include "consumers.hpp"
 #include "log/ring.hpp"
+#include "log/segment_log.hpp"
 #include "shmbus/topic.hpp"
 
 namespace shmbus::cli {
@@ -147,6 +148,28 @@ void run_topic_list(const Context& ctx, const TopicListOptions& o) {
   }
 }
 
+// A durable partition's segment files, through the link the spiller makes
+// (<bus dir>/<topic>.<p>.seg): how many, and their bytes. Empty when they
+// cannot be listed (no spiller yet, or no right to the data directory).
+struct Files {
+  bool listed = false;
+  std::uint64_t segments = 0, bytes = 0;
+};
+Files segment_files(const Context& ctx, const std::string& topic, std::size_t partition) {
+  const std::string dir = bus_dir(ctx) + "/" + topic + "." + std::to_string(partition) + ".seg";
+  auto bases = log::list_segments(dir);
+  Files f;
+  if (!bases) return f;
+  f.listed = true;
+  for (std::uint64_t b : *bases) {
+    struct stat st {};
+    if (::stat((dir + "/" + log::segment_name(b)).c_str(), &st) != 0) continue;
+    ++f.segments;
+    f.bytes += static_cast<std::uint64_t>(st.st_size);
+  }
+  return f;
+}
+
 void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
   const TopicInfo info = describe_or_fail(ctx, o.name);
   const TopicOptions& t = info.options;
@@ -162,11 +185,18 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
       json consumers = json::array();
       for (std::size_t k = 0; k < p.consumer_positions.size(); ++k)
         consumers.push_back(consumer_json(p, k));
+      json spill = json();
+      if (info.options.durable) {
+        spill = spill_json(p.spill);
+        const Files f = segment_files(ctx, info.name, i);
+        spill["segments"] = f.listed ? json(f.segments) : json();
+        spill["file_bytes"] = f.listed ? json(f.bytes) : json();
+      }
       parts.push_back({{"partition", i},
                        {"tail", p.tail},
                        {"oldest", p.oldest},
                        {"producers", p.producer_pids},
-                       {"spill", info.options.durable ? spill_json(p.spill) : json()},
+                       {"spill", spill},
                        {"consumers", consumers}});
     }
     j["partition_state"] = parts;
@@ -217,6 +247,10 @@ void run_topic_describe(const Context& ctx, const TopicDescribeOptions& o) {
            std::to_string(w.durable) +
            (w.spill_errno != 0 ? std::string(", FAILED: ") + std::strerror(w.spill_errno) : "") +
            "\n";
+      const Files f = segment_files(ctx, info.name, i);
+      if (f.listed)
+        s += "  files        " + std::to_string(f.segments) + " segment file(s), " +
+             human_bytes(double(f.bytes)) + "\n";
     }
     for (std::size_t k = 0; k < p.consumer_positions.size(); ++k)
       s += "  " + consumer_text(p, k, t.policy) + "\n";

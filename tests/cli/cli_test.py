@@ -829,6 +829,9 @@ def test_replay_of_a_durable_topic_reads_history_from_its_files(env, request):
     rep = replay(env, "t", "--into", "d")
     assert (rep["messages"], rep["from"], rep["lost_bytes"]) == (2000, 0, 0)
     assert [m["payload"] for m in tail_json(env, "d")] == [f"m{i}" for i in range(2000)]
+    spill = describe(env, "t")["partition_state"][0]["spill"]
+    assert spill["segments"] == 1 and spill["file_bytes"] >= spill["written"] > 0
+    assert "1 segment file(s)" in out(env, "topic", "describe", "t")
 
 
 def test_replay_ends_at_the_tail_and_refuses_an_empty_range(env):
