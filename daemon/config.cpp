@@ -201,7 +201,7 @@ TopicConfig read_topic(const Reader& r, const toml::table& t, const std::string&
         static_cast<std::uint64_t>(r.integer(*n, prefix + "retention_bytes", 0, 1ll << 60));
   if (auto n = t.get("retention_ms"))
     o.retention_ms =
-        static_cast<std::uint64_t>(r.integer(*n, prefix + "retention_ms", 0, 1ll << 50));
+        static_cast<std::uint64_t>(r.integer(*n, prefix + "retention_ms", 0, 1ll << 40));
   if (auto n = t.get("numa_node")) {
     c.numa_node = static_cast<int>(r.integer(*n, prefix + "numa_node", -1, 4095));
     if (c.numa_node >= 0) o.placement = {Placement::Kind::Node, c.numa_node};

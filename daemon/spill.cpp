@@ -47,6 +47,7 @@ constexpr std::size_t kStagingBytes = 1u << 20;  // a write, unless one frame is
 constexpr std::size_t kDepth = 4;                // writes in flight per partition
 constexpr auto kCheckpointPeriod = 1s;
 constexpr auto kRetentionPeriod = 1s;  // how often a partition's files are held to its retention
+constexpr std::uint64_t kMaxRetentionMs = 1ull << 40;  // as Ring::create checks: ns fit in 63 bits
 constexpr auto kAbandonWait = 1ms;
 constexpr auto kLongestIdle = 1ms;
 constexpr unsigned kUringEntries = 256;
@@ -605,14 +606,15 @@ class Spiller {
     const std::int64_t older_than =
         p.retention.ms == 0
             ? 0
-            : shm::realtime_ns() -
-                  static_cast<std::int64_t>(std::min<std::uint64_t>(p.retention.ms, 1ull << 50)) *
-                      1'000'000;
+            : shm::realtime_ns() - static_cast<std::int64_t>(
+                                       std::min<std::uint64_t>(p.retention.ms, kMaxRetentionMs)) *
+                                       1'000'000;
     auto removed = p.files->remove_old(p.retention.bytes, older_than);
+    // start() moved over what went, also when a later removal failed.
+    atomic(p.spill().disk_start).store(p.files->start(), std::memory_order_release);
     if (!removed)
       return logf("warning", "spill: " + p.what + ": retention: " + removed.error().message);
     if (removed->files == 0) return;
-    atomic(p.spill().disk_start).store(p.files->start(), std::memory_order_release);
     logf("info", "spill: " + p.what + ": retention removed " + std::to_string(removed->files) +
                      " segment file(s), " + std::to_string(removed->bytes) +
                      " bytes; on disk from " + std::to_string(p.files->start()));

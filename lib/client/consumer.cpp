@@ -144,9 +144,9 @@ struct Consumer::Impl {
     if (durable() && in_files(p)) {
       if (to_disk(p)) return Status::Empty;
       // Retention removed p's file: lost up to the oldest position on
-      // disk, and on from there (still older than the ring).
-      const std::uint64_t oldest = atomic(ring.spill().disk_start).load(std::memory_order_acquire) &
-                                   ~(std::uint64_t{ring.alignment()} - 1);
+      // disk (as the files are listed now), and on from there.
+      std::uint64_t oldest = 0;
+      if (auto files = log::SegmentReader::open(disk_dir())) oldest = files->start();
       if (oldest > p && in_files(oldest) && to_disk(oldest)) {
         lost = {p, oldest};
         return Status::Lagged;
@@ -708,8 +708,14 @@ Result<Consumer> Consumer::open_partition(std::string_view bus, std::string_view
         }
       }
       if (!at) at = log::find_stamp(r, r.oldest_intact(t_join), t0, options.time_ns);
-      if (at)
-        if (auto ok = impl->seek(*at); !ok) return ok.error();
+      if (at) {
+        if (auto ok = impl->seek(*at); !ok) {
+          // Overwritten since it was found (`overwrite`): from the oldest
+          // intact frame on, all stamped later than what was found.
+          if (ok.error().code != ERANGE) return ok.error();
+          impl->position = r.oldest_intact(r.tail().load(std::memory_order_acquire));
+        }
+      }
       break;
     }
   }

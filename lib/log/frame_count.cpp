@@ -22,7 +22,7 @@ std::optional<std::uint64_t> find_stamp(const Ring& ring, std::uint64_t from, st
   for (std::uint64_t p = from; p < to && p % ring.alignment() == 0;) {
     const detail::FrameLook f = ring.look(p);
     if (!f.settled() || f.damaged() || f.next > to) break;
-    if (f.data() && f.timestamp >= t) return p;
+    if (f.data() && f.timestamp != 0 && f.timestamp >= t) return p;
     p = f.next;
   }
   return std::nullopt;

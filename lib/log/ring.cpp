@@ -54,6 +54,9 @@ Outcome check_options(const TopicOptions& o) {
     return bad("fsync_interval_ms = " + std::to_string(o.fsync_interval_ms) + ": must be 1..60000");
   if (!o.durable && (o.retention_bytes != 0 || o.retention_ms != 0))
     return bad("retention_bytes and retention_ms are for durable topics (their segment files)");
+  if (o.retention_ms > (1ull << 40))
+    return bad("retention_ms = " + std::to_string(o.retention_ms) +
+               ": at most 2^40 (34,000 years)");
   return Done{};
 }
 

@@ -129,6 +129,7 @@ SegmentLog& SegmentLog::operator=(SegmentLog&& o) noexcept {
     offset_ = o.offset_;
     start_ = o.start_;
     end_ = o.end_;
+    checkpoint_base_ = o.checkpoint_base_;
     recovery_ = std::move(o.recovery_);
   }
   return *this;

@@ -220,7 +220,7 @@ Result<std::optional<SegmentReader::Batch>> SegmentReader::next(std::uint64_t co
             buf_.data() + (q - b.position), q, geometry_.salt, geometry_.ring_segment,
             geometry_.alignment);
         if (l.next == 0) break;  // cannot happen: the batch checked
-        if (q >= position_ && l.data() && l.timestamp >= *time_floor_) {
+        if (q >= position_ && l.data() && l.timestamp != 0 && l.timestamp >= *time_floor_) {
           position_ = q;
           break;
         }

@@ -533,7 +533,8 @@ TEST_P(Retention, RemovesFilesUnderASlowReaderWhoIsToldWhatItLost) {
       ++lagged;
       lost_bytes += l.to - l.from;
       EXPECT_EQ(c->position(), l.to);
-      EXPECT_LE(l.to, spill().disk_start) << "resumes at what was the oldest on disk";
+      EXPECT_GT(l.to, l.from);
+      EXPECT_EQ(l.to % (1u << 20), 0u) << "resumes at the start of the oldest file on disk";
       resume_at = l.to;
       continue;
     }
@@ -551,14 +552,28 @@ TEST_P(Retention, RemovesFilesUnderASlowReaderWhoIsToldWhatItLost) {
   producer.join();
   ASSERT_TRUE(failure.empty()) << failure;
   EXPECT_EQ(next_seq, kMessages) << "read to the last message";
-  EXPECT_EQ(lagged, 1u) << "one lost range: the removed files it had not opened";
+  // One lost range (the removed files it had not opened), or more when a
+  // slow run let retention overtake it again while the producer went on.
+  EXPECT_GE(lagged, 1u);
   EXPECT_GE(lost_bytes, 1u << 20);
-  // What is left on disk, and a consumer asking for what is gone.
+  // What is left on disk once retention has nothing more to remove (no
+  // change for longer than its period), and a consumer asking for what is gone.
+  std::vector<std::uint64_t> bases;
+  for (auto since = std::chrono::steady_clock::now();
+       std::chrono::steady_clock::now() - since < 1500ms;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "retention never settled";
+    auto now = log::list_segments(data_ + "/data/d/0");
+    ASSERT_TRUE(now);
+    if (*now != bases || spill().disk_start != (now->empty() ? 0 : now->front())) {
+      bases = *now;
+      since = std::chrono::steady_clock::now();
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(bases.empty());
+  EXPECT_LE(bases.size(), 4u) << "3 MiB of files and the one being written";
   const PartitionInfo::Spill w = spill();
-  auto bases = log::list_segments(data_ + "/data/d/0");
-  ASSERT_TRUE(bases);
-  EXPECT_LE(bases->size(), 4u) << "3 MiB of files and the one being written";
-  EXPECT_EQ(bases->front(), w.disk_start);
+  EXPECT_EQ(bases.front(), w.disk_start);
   ConsumerOptions at0;
   at0.start = ConsumerOptions::Start::Position;
   at0.position = 0;
