@@ -571,7 +571,10 @@ TEST_P(Retention, RemovesFilesUnderASlowReaderWhoIsToldWhatItLost) {
     std::this_thread::sleep_for(50ms);
   }
   ASSERT_FALSE(bases.empty());
-  EXPECT_LE(bases.size(), 4u) << "3 MiB of files and the one being written";
+  // Removed down to 3 MiB, but for the files from the last checkpoint's on,
+  // which stay until a checkpoint moves past them (none while no more data
+  // comes): on a slow run that is more than the one being written.
+  EXPECT_GE(bases.front(), 3u << 20) << "the oldest files went";
   const PartitionInfo::Spill w = spill();
   EXPECT_EQ(bases.front(), w.disk_start);
   ConsumerOptions at0;
