@@ -120,9 +120,9 @@ class Daemon : public ::testing::Test {
   }
 
   void start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--foreground",      "--bus",    bus_,
-                                     "--socket",          socket_,    "--max-topic-bytes",
-                                     "67108864",          "--data-dir", dir_ + "/data"};
+    std::vector<std::string> args = {"--foreground", "--bus",      bus_,
+                                     "--socket",     socket_,      "--max-topic-bytes",
+                                     "67108864",     "--data-dir", dir_ + "/data"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = spawn(args, dir_ + "/daemon.log");
     const auto deadline = Clock::now() + 20s;
