@@ -200,12 +200,7 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
     if (o.count != 0 && sent >= o.count) done = true;  // range_end: the consumer's position
   };
 
-  // Below the tail at the start every frame was claimed before replay
-  // began, so one that stays uncommitted means --from is not a frame start
-  // or a live producer stopped mid-write (as tail says).
-  constexpr auto kStuck = std::chrono::seconds(2);
-  auto last_progress = std::chrono::steady_clock::now();
-  std::uint64_t last_position = consumer.position();
+  StuckWatch watch(consumer.position());
   while (!done && !stop_requested()) {
     if (consumer.position() >= to_position) break;
     const std::uint64_t sent_before = sent;
@@ -213,17 +208,15 @@ void run_replay(const Context& ctx, const ReplayOptions& o) {
         o.count == 0 ? 1024 : std::min<std::uint64_t>(1024, o.count - sent));
     const PollResult r = consumer.poll_wait(handler, max, std::chrono::milliseconds(200));
     if (!pacer.paced() && sent > sent_before) last_send = mono_ns();
-    if (consumer.position() != last_position) {
-      last_position = consumer.position();
-      last_progress = std::chrono::steady_clock::now();
-    }
+    const std::uint64_t at = consumer.position();
+    const bool stuck = watch.stuck(at);
     switch (r.status) {
       case Status::Ok:
         break;
       case Status::Timeout:
-        if (std::chrono::steady_clock::now() - last_progress >= kStuck)
-          fail(kFailed, where + ": nothing is committed at position " +
-                            std::to_string(last_position) + " although the tail is past it: " +
+        if (stuck)
+          fail(kFailed, where + ": nothing is committed at position " + std::to_string(at) +
+                            " although the tail is past it: " +
                             "--from is not a message's position, or a live producer is still " +
                             "writing it (stopped, or in a debugger?)");
         break;

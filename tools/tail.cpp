@@ -138,12 +138,8 @@ void run_tail(const Context& ctx, const TailOptions& o) {
     ++printed;
   };
 
-  // Below `end` every frame was claimed before we started, so one that stays
-  // uncommitted means we are not at a frame start (a --from POSITION inside
-  // a message) or its producer died mid-write; say so instead of waiting forever.
-  constexpr auto kStuck = std::chrono::seconds(2);
-  auto last_progress = std::chrono::steady_clock::now();
-  std::uint64_t last_position = consumer.position();
+  // A frame below `end` that stays uncommitted: say so instead of waiting forever.
+  StuckWatch watch(consumer.position());
   while (!stop_requested()) {
     if (o.count != 0 && printed >= o.count) break;
     if (!o.follow && consumer.position() >= end) break;
@@ -154,17 +150,15 @@ void run_tail(const Context& ctx, const TailOptions& o) {
       if (!write_stdout(out)) return;  // stdout closed (| head): done
       out.clear();
     }
-    if (consumer.position() != last_position) {
-      last_position = consumer.position();
-      last_progress = std::chrono::steady_clock::now();
-    }
+    const std::uint64_t at = consumer.position();
+    const bool stuck = watch.stuck(at);
     switch (r.status) {
       case Status::Ok:
         break;
       case Status::Timeout:
-        if (last_position < end && std::chrono::steady_clock::now() - last_progress >= kStuck)
-          fail(kFailed, where + ": nothing is committed at position " +
-                            std::to_string(last_position) + " although the tail is past it: " +
+        if (at < end && stuck)
+          fail(kFailed, where + ": nothing is committed at position " + std::to_string(at) +
+                            " although the tail is past it: " +
                             "a live producer is still writing it (stopped, or in a "
                             "debugger?); readers go past what a dead producer left");
         break;
