@@ -140,6 +140,8 @@ class PropertyView {
     return c;
   }
   bool empty() const { return size() == 0; }
+  // The encoding itself (to keep a copy: PropertyView over the copy reads it).
+  std::span<const std::byte> encoded() const { return bytes_; }
   // Empty properties begin at end(): their span may be null (a message
   // without properties), and null + 2 is undefined.
   iterator begin() const {
